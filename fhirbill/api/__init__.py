@@ -1,0 +1,1 @@
+"""fhirbill.api."""

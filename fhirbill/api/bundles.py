@@ -1,0 +1,284 @@
+"""batch and transaction Bundles at the base URL (and `fhirbill import`, which shares this path).
+
+A transaction is one database transaction: ids are allocated and conditional entries resolved
+first, every fullUrl is rewritten to its server id inside every resource, then entries run in
+FHIR's order (DELETE, POST, PUT/PATCH, GET) and references are checked once all are written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Connection
+
+from fhirbill.api import interactions as ia
+from fhirbill.api.pages import search_bundle
+from fhirbill.api.server import Server
+from fhirbill.fhir.errors import FHIRError, Issue, outcome
+from fhirbill.fhir.registry import is_resource_type
+from fhirbill.fhir.validation import ID_RE, Checked
+from fhirbill.store import resources as repo
+from fhirbill.store.db import read_tx, write_tx
+from fhirbill.store.search import match
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+
+@dataclass
+class Entry:
+    """One parsed Bundle entry."""
+
+    index: int
+    method: str
+    res_type: str
+    res_id: str | None
+    query: str
+    full_url: str | None
+    resource: dict[str, Any] | None
+    if_none_exist: str | None
+    if_match: str | None
+    target_id: str | None = None  # id decided before execution (POST, conditional PUT)
+    matched: repo.Stored | None = None  # conditional create that found its match
+    checked: Checked | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    outcome: ia.Result | None = None  # what the interaction did (for import summaries)
+
+    @property
+    def path(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+
+def process(srv: Server, bundle: Any, *, strict: bool = False) -> dict[str, Any]:
+    """Run a batch or transaction Bundle and return the response Bundle."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise FHIRError.of(400, "invalid", "POST to the base URL takes a Bundle of type batch or transaction.")
+    kind = bundle.get("type")
+    if kind not in ("batch", "transaction"):
+        raise FHIRError.of(400, "invalid",
+                           f"Bundle.type must be 'batch' or 'transaction' here, not '{kind}'; "
+                           "to store a Bundle resource, POST it to /Bundle.", "Bundle.type")
+    raw = bundle.get("entry") or []
+    if not isinstance(raw, list):
+        raise FHIRError.of(400, "structure", "Bundle.entry must be an array.", "Bundle.entry")
+    if len(raw) > srv.settings.max_bundle_entries:
+        raise FHIRError.of(413, "too-costly",
+                           f"The Bundle has {len(raw)} entries; this server accepts at most "
+                           f"{srv.settings.max_bundle_entries}.", "Bundle.entry")
+    if kind == "transaction":
+        entries = [parse_entry(i, e) for i, e in enumerate(raw)]
+        return transaction(srv, entries)
+    return batch(srv, raw, strict)
+
+
+def parse_entry(i: int, e: Any) -> Entry:
+    """Parse and check the shape of one entry; FHIRError names the entry."""
+    path = f"Bundle.entry[{i}]"
+    if not isinstance(e, dict):
+        raise FHIRError.of(400, "structure", f"Entry {i} is not an object.", path)
+    req = e.get("request")
+    if not isinstance(req, dict) or not req.get("method") or not req.get("url"):
+        raise FHIRError.of(400, "required", f"Entry {i} has no request with method and url.", f"{path}.request")
+    method = str(req["method"]).upper()
+    if method not in _ORDER:
+        raise FHIRError.of(400, "not-supported", f"Entry {i}: method {method} is not supported.",
+                           f"{path}.request.method")
+    url = str(req["url"])
+    parts = urlsplit(url)
+    segs = [s for s in parts.path.split("/") if s]
+    res_type = segs[0] if segs else ""
+    if not is_resource_type(res_type):
+        raise FHIRError.of(400, "not-supported", f"Entry {i}: '{res_type}' is not a supported resource type.",
+                           f"{path}.request.url")
+    res_id = segs[1] if len(segs) > 1 else None
+    if res_id is not None and not ID_RE.match(res_id):
+        raise FHIRError.of(400, "value", f"Entry {i}: the id in request.url is not a valid FHIR id.",
+                           f"{path}.request.url")
+    resource = e.get("resource")
+    if method in ("POST", "PUT"):
+        if not isinstance(resource, dict):
+            raise FHIRError.of(400, "required", f"Entry {i}: {method} needs a resource.", f"{path}.resource")
+        if resource.get("resourceType") == "Bundle" and resource.get("type") in ("batch", "transaction"):
+            raise FHIRError.of(400, "not-supported", f"Entry {i}: nested batch/transaction Bundles are not allowed.",
+                               f"{path}.resource")
+        if resource.get("resourceType") != res_type:
+            raise FHIRError.of(400, "invalid", f"Entry {i}: resourceType does not match request.url.",
+                               f"{path}.resource.resourceType")
+    if method == "PUT" and res_id is None and not parts.query:
+        raise FHIRError.of(400, "invalid", f"Entry {i}: PUT needs Type/id or a conditional query.", f"{path}.request.url")
+    if method in ("PATCH", "DELETE") and res_id is None and not (method == "DELETE" and parts.query):
+        raise FHIRError.of(400, "invalid", f"Entry {i}: {method} needs Type/id.", f"{path}.request.url")
+    return Entry(i, method, res_type, res_id, parts.query, e.get("fullUrl"), resource,
+                 req.get("ifNoneExist"), req.get("ifMatch"))
+
+
+def _rewrite(value: Any, mapping: dict[str, str]) -> Any:
+    """Replace every Reference.reference that names a bundle entry's fullUrl with its server id."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k == "reference" and isinstance(v, str) and v in mapping:
+                out[k] = mapping[v]
+            else:
+                out[k] = _rewrite(v, mapping)
+        return out
+    if isinstance(value, list):
+        return [_rewrite(v, mapping) for v in value]
+    return value
+
+
+def _fail(entry: Entry, exc: FHIRError) -> FHIRError:
+    """Re-home an entry's error under Bundle.entry[i]."""
+    label = f"Entry {entry.index}" + (f" ({entry.full_url})" if entry.full_url else "")
+    issues = []
+    for iss in exc.issues:
+        expr = tuple(
+            e if e.startswith("Bundle.entry[") else f"{entry.path}.resource.{e.split('.', 1)[1]}" if "." in e
+            else f"{entry.path}" for e in iss.expression
+        ) or (entry.path,)
+        issues.append(Issue(iss.severity, iss.code, f"{label}: {iss.diagnostics}", expr, iss.details_code))
+    return FHIRError(exc.status, issues)
+
+
+def transaction(srv: Server, entries: list[Entry]) -> dict[str, Any]:
+    """All or nothing, in one database transaction."""
+    with write_tx(srv.engine) as conn:
+        mapping: dict[str, str] = {}
+        for en in entries:
+            try:
+                _plan(srv, conn, en, mapping)
+            except FHIRError as exc:
+                raise _fail(en, exc) from None
+        deferred = ia.Deferred()
+        for en in entries:
+            if en.resource is not None:
+                en.resource = _rewrite(en.resource, mapping)
+                try:
+                    en.checked = ia.check(srv, en.resource, en.res_type, in_bundle=True)
+                except FHIRError as exc:
+                    raise _fail(en, exc) from None
+        for en in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+            try:
+                en.result = _execute(srv, conn, en, deferred)
+            except FHIRError as exc:
+                raise _fail(en, exc) from None
+        by_index = {en.index: en for en in entries}
+        for prefix, ref in deferred.refs:
+            try:
+                ia.resolve_refs(conn, [ref], None)
+            except FHIRError as exc:
+                raise _fail(by_index[int(prefix)], exc) from None
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": [en.result for en in entries]}
+
+
+def _plan(srv: Server, conn: Connection, en: Entry, mapping: dict[str, str]) -> None:
+    """Decide each entry's server id before anything is written, so references can be rewritten."""
+    if en.method == "POST":
+        if en.if_none_exist:
+            ia._guard(conn, en.res_type, en.if_none_exist)
+            found = match(srv, conn, en.res_type, ia.query_pairs(en.if_none_exist), limit=2)
+            if len(found) > 1:
+                raise FHIRError.of(412, "multiple-matches", f"ifNoneExist matched more than one {en.res_type}.")
+            if found:
+                en.matched = found[0]
+        en.target_id = en.matched.res_id if en.matched else repo.new_id()
+    elif en.method == "PUT":
+        if en.res_id is None:
+            ia._guard(conn, en.res_type, en.query)
+            found = match(srv, conn, en.res_type, ia.query_pairs(en.query), limit=2)
+            if len(found) > 1:
+                raise FHIRError.of(412, "multiple-matches", f"The condition matched more than one {en.res_type}.")
+            en.target_id = found[0].res_id if found else (en.resource or {}).get("id") or repo.new_id()
+        else:
+            en.target_id = en.res_id
+    if en.target_id and en.full_url:
+        mapping[en.full_url] = f"{en.res_type}/{en.target_id}"
+    if en.target_id and en.resource is not None and en.method == "PUT":
+        en.resource = {**en.resource, "id": en.target_id}
+
+
+def _execute(srv: Server, conn: Connection, en: Entry, deferred: ia.Deferred | None) -> dict[str, Any]:
+    prefix = str(en.index)
+    if en.method == "DELETE":
+        if en.res_id is None:
+            en.outcome = ia.conditional_delete(srv, conn, en.res_type, en.query)
+        else:
+            en.outcome = ia.delete(conn, en.res_type, en.res_id)
+        return {"response": {"status": "204 No Content"}}
+    if en.method == "POST":
+        assert en.checked is not None
+        if en.matched is not None:
+            en.outcome = ia.Result(200, en.matched, changed=False)
+            return _response(srv, en.outcome)
+        en.outcome = ia.create(srv, conn, en.checked, deferred=deferred, prefix=prefix, res_id=en.target_id)
+        return _response(srv, en.outcome)
+    if en.method == "PUT":
+        assert en.checked is not None and en.target_id is not None
+        en.outcome = ia.update(srv, conn, en.res_type, en.target_id, en.checked, if_match=en.if_match,
+                               deferred=deferred, prefix=prefix)
+        return _response(srv, en.outcome)
+    if en.method == "PATCH":
+        assert en.res_id is not None
+        ops = (en.resource or {}).get("data") if isinstance(en.resource, dict) else None
+        en.outcome = ia.patch(srv, conn, en.res_type, en.res_id, ops, if_match=en.if_match)
+        return _response(srv, en.outcome)
+    # GET / HEAD
+    if en.res_id is not None:
+        stored = ia.read(conn, en.res_type, en.res_id)
+        return _response(srv, ia.Result(200, stored), body=True)
+    return {
+        "resource": search_bundle(srv, conn, en.res_type, ia.query_pairs(en.query), strict=False),
+        "response": {"status": "200 OK"},
+    }
+
+
+def _response(srv: Server, res: ia.Result, body: bool = False) -> dict[str, Any]:
+    import orjson
+
+    s = res.stored
+    assert s is not None
+    out: dict[str, Any] = {}
+    if body and s.content:
+        out["resource"] = orjson.Fragment(s.content)
+    out["fullUrl"] = f"{srv.base}/{s.res_type}/{s.res_id}"
+    out["response"] = {
+        "status": _STATUS_TEXT.get(res.status, str(res.status)),
+        "location": f"{s.res_type}/{s.res_id}/_history/{s.version}",
+        "etag": s.etag,
+        "lastModified": repo.instant(s.last_updated),
+    }
+    return out
+
+
+def batch(srv: Server, raw: list[Any], strict: bool) -> dict[str, Any]:
+    """Each entry on its own, each with its own response or OperationOutcome."""
+    results = []
+    for i, e in enumerate(raw):
+        try:
+            en = parse_entry(i, e)
+            if en.resource is not None and en.method in ("POST", "PUT"):
+                en.checked = ia.check(srv, en.resource, en.res_type)
+            if en.method == "GET":
+                with read_tx(srv.engine) as conn:
+                    results.append(_execute(srv, conn, en, None))
+                continue
+            with write_tx(srv.engine) as conn:
+                if en.method == "PUT" and en.res_id is None:
+                    assert en.checked is not None
+                    res = ia.conditional_update(srv, conn, en.res_type, en.query, en.checked, if_match=en.if_match)
+                    results.append(_response(srv, res))
+                    continue
+                if en.method == "POST":
+                    assert en.checked is not None
+                    res = ia.create(srv, conn, en.checked, if_none_exist=en.if_none_exist)
+                    results.append(_response(srv, res))
+                    continue
+                en.target_id = en.res_id
+                results.append(_execute(srv, conn, en, None))
+        except FHIRError as exc:
+            failed = _fail(Entry(i, "", "", None, "", (e or {}).get("fullUrl") if isinstance(e, dict) else None,
+                                 None, None, None), exc)
+            results.append({"response": {"status": str(exc.status), "outcome": outcome(failed.issues)}})
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": results}

@@ -1,0 +1,109 @@
+"""Bundles for history and search results, embedding stored JSON text without re-parsing it."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from sqlalchemy import Connection
+
+from fhirbill.api.server import Server
+from fhirbill.fhir.dates import parse_fhir_date
+from fhirbill.fhir.errors import FHIRError
+from fhirbill.store import resources as repo
+from fhirbill.store.resources import Stored, instant
+
+MAX_COUNT = 1000
+DEFAULT_COUNT = 20
+_STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
+
+
+def encode_cursor(values: list[Any]) -> str:
+    """An opaque keyset cursor for a `next` link."""
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> list[Any]:
+    """The values inside a cursor; 400 when it was not made by us."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        values = orjson.loads(raw)
+    except (ValueError, orjson.JSONDecodeError):
+        raise FHIRError.of(400, "invalid", "The paging cursor is not valid.", "_cursor") from None
+    if not isinstance(values, list):
+        raise FHIRError.of(400, "invalid", "The paging cursor is not valid.", "_cursor")
+    return values
+
+
+def parse_count(raw: str | None) -> int:
+    """_count: 0..MAX_COUNT (larger values are lowered to the maximum)."""
+    if raw is None:
+        return DEFAULT_COUNT
+    if not raw.isdigit():
+        raise FHIRError.of(400, "invalid", "_count must be a non-negative integer.", "_count")
+    return min(int(raw), MAX_COUNT)
+
+
+def entry_of(srv: Server, s: Stored, **extra: Any) -> dict[str, Any]:
+    """A Bundle entry embedding the stored text as-is."""
+    e: dict[str, Any] = {"fullUrl": f"{srv.base}/{s.res_type}/{s.res_id}"}
+    if s.content is not None:
+        e["resource"] = orjson.Fragment(s.content)
+    e.update(extra)
+    return e
+
+
+def history_bundle(srv: Server, conn: Connection, args: Mapping[str, str], *, res_type: str | None = None,
+                   rid: int | None = None, res_id: str | None = None) -> dict[str, Any]:
+    """A history Bundle, newest first, paged by keyset cursor."""
+    count = parse_count(args.get("_count"))
+    since = None
+    if args.get("_since"):
+        try:
+            since = parse_fhir_date(args["_since"])[0]
+        except ValueError:
+            raise FHIRError.of(400, "invalid", "_since must be a FHIR instant.", "_since") from None
+    before = None
+    if args.get("_cursor"):
+        c = decode_cursor(args["_cursor"])
+        try:
+            before = (datetime.fromisoformat(c[0]), int(c[1]), int(c[2]))
+        except (ValueError, IndexError, TypeError):
+            raise FHIRError.of(400, "invalid", "The paging cursor is not valid.", "_cursor") from None
+    rows = repo.history(conn, res_type=res_type, rid=rid, since=since, before=before, limit=count + 1)
+    more = len(rows) > count
+    rows = rows[:count]
+    path = "/".join(p for p in (res_type, res_id, "_history") if p)
+    keep = {k: args[k] for k in ("_count", "_since") if k in args}
+    links = [{"relation": "self", "url": f"{srv.base}/{path}" + (f"?{urlencode(dict(args))}" if args else "")}]
+    if more and rows:
+        last = rows[-1]
+        cursor = encode_cursor([last.last_updated.isoformat(), last.rid, last.version])
+        links.append({"relation": "next", "url": f"{srv.base}/{path}?{urlencode({**keep, '_cursor': cursor})}"})
+    entries = []
+    for s in rows:
+        url = s.res_type if s.method == "POST" else f"{s.res_type}/{s.res_id}"
+        entries.append(
+            entry_of(
+                srv,
+                s,
+                request={"method": s.method, "url": url},
+                response={
+                    "status": _STATUS.get(s.method, "200 OK"),
+                    "etag": s.etag,
+                    "lastModified": instant(s.last_updated),
+                },
+            )
+        )
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": repo.history_count(conn, res_type=res_type, rid=rid, since=since),
+        "link": links,
+        "entry": entries,
+    }
+def search_bundle(*a, **k): raise NotImplementedError

@@ -1,0 +1,1 @@
+"""FHIR knowledge: resource registry, validation, search parameters, outcomes. Imports nothing of ours."""

@@ -1,0 +1,66 @@
+"""Settings: one frozen object read from FHIRBILL_* environment variables; nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with defaults that run the demo."""
+
+    instance_dir: Path = Path("instance")
+    database_url: str = ""
+    base_url: str = "http://127.0.0.1:8080/fhir"
+    log_level: str = "INFO"
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_bundle_entries: int = 10_000
+    profiles_dir: Path = Path(__file__).resolve().parent.parent / "profiles"
+    seeds_dir: Path = Path(__file__).resolve().parent.parent / "seeds"
+    x12_sender_id: str = "FHIRBILL"
+    x12_receiver_id: str = "CLEARINGHOUSE"
+    x12_usage: str = "T"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            db = (self.instance_dir / "fhirbill.db").resolve()
+            object.__setattr__(self, "database_url", f"sqlite:///{db}")
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read FHIRBILL_* variables (the process environment by default)."""
+        e = dict(os.environ if env is None else env)
+        kwargs: dict[str, Any] = {
+            "instance_dir": Path(e.get("FHIRBILL_INSTANCE_DIR") or "instance"),
+            "database_url": e.get("FHIRBILL_DATABASE_URL", ""),
+            "base_url": e.get("FHIRBILL_BASE_URL") or cls.base_url,
+            "log_level": (e.get("FHIRBILL_LOG_LEVEL") or "INFO").upper(),
+            "max_body_bytes": _int(e, "FHIRBILL_MAX_BODY_BYTES", cls.max_body_bytes),
+            "max_bundle_entries": _int(e, "FHIRBILL_MAX_BUNDLE_ENTRIES", cls.max_bundle_entries),
+            "x12_sender_id": e.get("FHIRBILL_X12_SENDER_ID") or cls.x12_sender_id,
+            "x12_receiver_id": e.get("FHIRBILL_X12_RECEIVER_ID") or cls.x12_receiver_id,
+            "x12_usage": e.get("FHIRBILL_X12_USAGE") or cls.x12_usage,
+        }
+        if e.get("FHIRBILL_PROFILES_DIR"):
+            kwargs["profiles_dir"] = Path(e["FHIRBILL_PROFILES_DIR"])
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests)."""
+        return replace(self, **changes)

@@ -1,0 +1,142 @@
+"""The schema: current resources, every version, typed search indexes, and write guards.
+
+Resources are stored as their canonical JSON text and served as-is. Index tables hold the
+values of the SearchParameter expressions, one table per parameter type, keyed by the
+resource's surrogate `rid` so that search joins stay narrow.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("rid", RowId, primary_key=True, autoincrement=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", DateTime(), nullable=False),  # naive UTC, millisecond precision
+    Column("deleted", Boolean, nullable=False),
+    Column("content", Text, nullable=True),  # current JSON text; NULL once deleted
+    UniqueConstraint("res_type", "res_id"),
+    Index(None, "res_type", "last_updated", "rid"),
+)
+
+resource_versions = Table(
+    "resource_versions",
+    metadata,
+    Column("rid", RowId, ForeignKey("resources.rid", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("last_updated", DateTime(), nullable=False),
+    Column("method", String(8), nullable=False),  # POST, PUT, PATCH, DELETE
+    Column("content", Text, nullable=True),  # NULL for a DELETE entry
+    Index(None, "res_type", "last_updated"),
+    Index(None, "last_updated"),
+)
+
+# One row per conditional-create condition: racing creates serialise on it.
+create_guards = Table(
+    "create_guards",
+    metadata,
+    Column("res_type", String(64), primary_key=True),
+    Column("condition", String(64), primary_key=True),  # sha256 of the normalised query
+)
+
+
+def _index_table(name: str, *cols: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
+    table = Table(
+        name,
+        metadata,
+        Column("rid", RowId, ForeignKey("resources.rid", ondelete="CASCADE"), nullable=False),
+        Column("res_type", String(64), nullable=False),
+        Column("param", String(64), nullable=False),
+        *cols,
+    )
+    Index(None, table.c.rid)
+    for cols_ in indexes:
+        Index(None, table.c.res_type, table.c.param, *(table.c[c] for c in cols_))
+    return table
+
+
+idx_token = _index_table(
+    "idx_token",
+    Column("system", String(255), nullable=True),
+    Column("code", String(255), nullable=True),
+    Column("text", String(255), nullable=True),
+    indexes=(("code", "system"),),
+)
+idx_reference = _index_table(
+    "idx_reference",
+    Column("ref_type", String(64), nullable=True),
+    Column("ref_id", String(64), nullable=True),
+    Column("url", String(512), nullable=True),
+    indexes=(("ref_id", "ref_type"), ("url",)),
+)
+idx_date = _index_table(
+    "idx_date",
+    Column("low", DateTime(), nullable=False),
+    Column("high", DateTime(), nullable=False),
+    indexes=(("low", "high"),),
+)
+idx_string = _index_table(
+    "idx_string",
+    Column("norm", String(255), nullable=False),
+    Column("value", String(512), nullable=False),
+    indexes=(("norm",),),
+)
+idx_number = _index_table(
+    "idx_number",
+    Column("value", Numeric(24, 8), nullable=False),
+    indexes=(("value",),),
+)
+idx_quantity = _index_table(
+    "idx_quantity",
+    Column("system", String(255), nullable=True),
+    Column("code", String(64), nullable=True),
+    Column("value", Numeric(24, 8), nullable=False),
+    indexes=(("code", "value"),),
+)
+idx_uri = _index_table(
+    "idx_uri",
+    Column("uri", String(512), nullable=False),
+    indexes=(("uri",),),
+)
+
+INDEX_TABLES = {
+    "token": idx_token,
+    "reference": idx_reference,
+    "date": idx_date,
+    "string": idx_string,
+    "number": idx_number,
+    "quantity": idx_quantity,
+    "uri": idx_uri,
+}
