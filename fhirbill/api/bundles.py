@@ -21,7 +21,6 @@ from fhirbill.fhir.registry import is_resource_type
 from fhirbill.fhir.validation import ID_RE, Checked
 from fhirbill.store import resources as repo
 from fhirbill.store.db import read_tx, write_tx
-from fhirbill.store.search import match
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
@@ -54,19 +53,29 @@ class Entry:
 def process(srv: Server, bundle: Any, *, strict: bool = False) -> dict[str, Any]:
     """Run a batch or transaction Bundle and return the response Bundle."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise FHIRError.of(400, "invalid", "POST to the base URL takes a Bundle of type batch or transaction.")
+        raise FHIRError.of(
+            400, "invalid", "POST to the base URL takes a Bundle of type batch or transaction."
+        )
     kind = bundle.get("type")
     if kind not in ("batch", "transaction"):
-        raise FHIRError.of(400, "invalid",
-                           f"Bundle.type must be 'batch' or 'transaction' here, not '{kind}'; "
-                           "to store a Bundle resource, POST it to /Bundle.", "Bundle.type")
+        raise FHIRError.of(
+            400,
+            "invalid",
+            f"Bundle.type must be 'batch' or 'transaction' here, not '{kind}'; "
+            "to store a Bundle resource, POST it to /Bundle.",
+            "Bundle.type",
+        )
     raw = bundle.get("entry") or []
     if not isinstance(raw, list):
         raise FHIRError.of(400, "structure", "Bundle.entry must be an array.", "Bundle.entry")
     if len(raw) > srv.settings.max_bundle_entries:
-        raise FHIRError.of(413, "too-costly",
-                           f"The Bundle has {len(raw)} entries; this server accepts at most "
-                           f"{srv.settings.max_bundle_entries}.", "Bundle.entry")
+        raise FHIRError.of(
+            413,
+            "too-costly",
+            f"The Bundle has {len(raw)} entries; this server accepts at most "
+            f"{srv.settings.max_bundle_entries}.",
+            "Bundle.entry",
+        )
     if kind == "transaction":
         entries = [parse_entry(i, e) for i, e in enumerate(raw)]
         return transaction(srv, entries)
@@ -80,38 +89,65 @@ def parse_entry(i: int, e: Any) -> Entry:
         raise FHIRError.of(400, "structure", f"Entry {i} is not an object.", path)
     req = e.get("request")
     if not isinstance(req, dict) or not req.get("method") or not req.get("url"):
-        raise FHIRError.of(400, "required", f"Entry {i} has no request with method and url.", f"{path}.request")
+        raise FHIRError.of(
+            400, "required", f"Entry {i} has no request with method and url.", f"{path}.request"
+        )
     method = str(req["method"]).upper()
     if method not in _ORDER:
-        raise FHIRError.of(400, "not-supported", f"Entry {i}: method {method} is not supported.",
-                           f"{path}.request.method")
+        raise FHIRError.of(
+            400, "not-supported", f"Entry {i}: method {method} is not supported.", f"{path}.request.method"
+        )
     url = str(req["url"])
     parts = urlsplit(url)
     segs = [s for s in parts.path.split("/") if s]
     res_type = segs[0] if segs else ""
     if not is_resource_type(res_type):
-        raise FHIRError.of(400, "not-supported", f"Entry {i}: '{res_type}' is not a supported resource type.",
-                           f"{path}.request.url")
+        raise FHIRError.of(
+            400,
+            "not-supported",
+            f"Entry {i}: '{res_type}' is not a supported resource type.",
+            f"{path}.request.url",
+        )
     res_id = segs[1] if len(segs) > 1 else None
     if res_id is not None and not ID_RE.match(res_id):
-        raise FHIRError.of(400, "value", f"Entry {i}: the id in request.url is not a valid FHIR id.",
-                           f"{path}.request.url")
+        raise FHIRError.of(
+            400, "value", f"Entry {i}: the id in request.url is not a valid FHIR id.", f"{path}.request.url"
+        )
     resource = e.get("resource")
     if method in ("POST", "PUT"):
         if not isinstance(resource, dict):
             raise FHIRError.of(400, "required", f"Entry {i}: {method} needs a resource.", f"{path}.resource")
         if resource.get("resourceType") == "Bundle" and resource.get("type") in ("batch", "transaction"):
-            raise FHIRError.of(400, "not-supported", f"Entry {i}: nested batch/transaction Bundles are not allowed.",
-                               f"{path}.resource")
+            raise FHIRError.of(
+                400,
+                "not-supported",
+                f"Entry {i}: nested batch/transaction Bundles are not allowed.",
+                f"{path}.resource",
+            )
         if resource.get("resourceType") != res_type:
-            raise FHIRError.of(400, "invalid", f"Entry {i}: resourceType does not match request.url.",
-                               f"{path}.resource.resourceType")
+            raise FHIRError.of(
+                400,
+                "invalid",
+                f"Entry {i}: resourceType does not match request.url.",
+                f"{path}.resource.resourceType",
+            )
     if method == "PUT" and res_id is None and not parts.query:
-        raise FHIRError.of(400, "invalid", f"Entry {i}: PUT needs Type/id or a conditional query.", f"{path}.request.url")
+        raise FHIRError.of(
+            400, "invalid", f"Entry {i}: PUT needs Type/id or a conditional query.", f"{path}.request.url"
+        )
     if method in ("PATCH", "DELETE") and res_id is None and not (method == "DELETE" and parts.query):
         raise FHIRError.of(400, "invalid", f"Entry {i}: {method} needs Type/id.", f"{path}.request.url")
-    return Entry(i, method, res_type, res_id, parts.query, e.get("fullUrl"), resource,
-                 req.get("ifNoneExist"), req.get("ifMatch"))
+    return Entry(
+        i,
+        method,
+        res_type,
+        res_id,
+        parts.query,
+        e.get("fullUrl"),
+        resource,
+        req.get("ifNoneExist"),
+        req.get("ifMatch"),
+    )
 
 
 def _rewrite(value: Any, mapping: dict[str, str]) -> Any:
@@ -135,8 +171,12 @@ def _fail(entry: Entry, exc: FHIRError) -> FHIRError:
     issues = []
     for iss in exc.issues:
         expr = tuple(
-            e if e.startswith("Bundle.entry[") else f"{entry.path}.resource.{e.split('.', 1)[1]}" if "." in e
-            else f"{entry.path}" for e in iss.expression
+            e
+            if e.startswith("Bundle.entry[")
+            else f"{entry.path}.resource.{e.split('.', 1)[1]}"
+            if "." in e
+            else f"{entry.path}"
+            for e in iss.expression
         ) or (entry.path,)
         issues.append(Issue(iss.severity, iss.code, f"{label}: {iss.diagnostics}", expr, iss.details_code))
     return FHIRError(exc.status, issues)
@@ -178,18 +218,22 @@ def _plan(srv: Server, conn: Connection, en: Entry, mapping: dict[str, str]) -> 
     if en.method == "POST":
         if en.if_none_exist:
             ia._guard(conn, en.res_type, en.if_none_exist)
-            found = match(srv, conn, en.res_type, ia.query_pairs(en.if_none_exist), limit=2)
+            found = ia.match(srv, conn, en.res_type, ia.query_pairs(en.if_none_exist), limit=2)
             if len(found) > 1:
-                raise FHIRError.of(412, "multiple-matches", f"ifNoneExist matched more than one {en.res_type}.")
+                raise FHIRError.of(
+                    412, "multiple-matches", f"ifNoneExist matched more than one {en.res_type}."
+                )
             if found:
                 en.matched = found[0]
         en.target_id = en.matched.res_id if en.matched else repo.new_id()
     elif en.method == "PUT":
         if en.res_id is None:
             ia._guard(conn, en.res_type, en.query)
-            found = match(srv, conn, en.res_type, ia.query_pairs(en.query), limit=2)
+            found = ia.match(srv, conn, en.res_type, ia.query_pairs(en.query), limit=2)
             if len(found) > 1:
-                raise FHIRError.of(412, "multiple-matches", f"The condition matched more than one {en.res_type}.")
+                raise FHIRError.of(
+                    412, "multiple-matches", f"The condition matched more than one {en.res_type}."
+                )
             en.target_id = found[0].res_id if found else (en.resource or {}).get("id") or repo.new_id()
         else:
             en.target_id = en.res_id
@@ -216,8 +260,16 @@ def _execute(srv: Server, conn: Connection, en: Entry, deferred: ia.Deferred | N
         return _response(srv, en.outcome)
     if en.method == "PUT":
         assert en.checked is not None and en.target_id is not None
-        en.outcome = ia.update(srv, conn, en.res_type, en.target_id, en.checked, if_match=en.if_match,
-                               deferred=deferred, prefix=prefix)
+        en.outcome = ia.update(
+            srv,
+            conn,
+            en.res_type,
+            en.target_id,
+            en.checked,
+            if_match=en.if_match,
+            deferred=deferred,
+            prefix=prefix,
+        )
         return _response(srv, en.outcome)
     if en.method == "PATCH":
         assert en.res_id is not None
@@ -267,7 +319,9 @@ def batch(srv: Server, raw: list[Any], strict: bool) -> dict[str, Any]:
             with write_tx(srv.engine) as conn:
                 if en.method == "PUT" and en.res_id is None:
                     assert en.checked is not None
-                    res = ia.conditional_update(srv, conn, en.res_type, en.query, en.checked, if_match=en.if_match)
+                    res = ia.conditional_update(
+                        srv, conn, en.res_type, en.query, en.checked, if_match=en.if_match
+                    )
                     results.append(_response(srv, res))
                     continue
                 if en.method == "POST":
@@ -278,7 +332,19 @@ def batch(srv: Server, raw: list[Any], strict: bool) -> dict[str, Any]:
                 en.target_id = en.res_id
                 results.append(_execute(srv, conn, en, None))
         except FHIRError as exc:
-            failed = _fail(Entry(i, "", "", None, "", (e or {}).get("fullUrl") if isinstance(e, dict) else None,
-                                 None, None, None), exc)
+            failed = _fail(
+                Entry(
+                    i,
+                    "",
+                    "",
+                    None,
+                    "",
+                    (e or {}).get("fullUrl") if isinstance(e, dict) else None,
+                    None,
+                    None,
+                    None,
+                ),
+                exc,
+            )
             results.append({"response": {"status": str(exc.status), "outcome": outcome(failed.issues)}})
     return {"resourceType": "Bundle", "type": "batch-response", "entry": results}

@@ -77,8 +77,8 @@ def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def version_headers(stored: Stored, base: str, *, location: bool = False) -> dict[str, str]:
     """ETag, Last-Modified and (for creates) Location of a stored version."""
-    from email.utils import format_datetime
     from datetime import UTC
+    from email.utils import format_datetime
 
     h = {
         "ETag": stored.etag,
@@ -117,7 +117,8 @@ def _on_http_error(exc: HTTPException) -> Response:
         text = "No such endpoint."
     else:
         text = exc.name
-    headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else {}
+    allowed = getattr(exc, "valid_methods", None)
+    headers = {"Allow": ", ".join(allowed)} if allowed else {}
     return error_response(status, [Issue("error", _STATUS_CODES.get(status, "exception"), text)], headers)
 
 

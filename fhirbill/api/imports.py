@@ -41,7 +41,11 @@ class Summary(dict[str, Any]):
         self["failed"] += weight
         if len(self["errors"]) < 1000:
             self["errors"].append(
-                {"source": source, "status": exc.status, "diagnostics": "; ".join(i.diagnostics for i in exc.issues)}
+                {
+                    "source": source,
+                    "status": exc.status,
+                    "diagnostics": "; ".join(i.diagnostics for i in exc.issues),
+                }
             )
 
 
@@ -82,10 +86,18 @@ def import_paths(srv: Server, paths: list[Path], *, progress: bool = True) -> Su
             except orjson.JSONDecodeError as exc:
                 summary.fail(path.name, FHIRError.of(400, "structure", f"Not valid JSON: {exc.msg}."))
                 continue
-            if isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "transaction":
+            if (
+                isinstance(data, dict)
+                and data.get("resourceType") == "Bundle"
+                and data.get("type") == "transaction"
+            ):
                 _transaction(srv, summary, path.name, data)
                 bar.update(len(data.get("entry") or []))
-            elif isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") != "document":
+            elif (
+                isinstance(data, dict)
+                and data.get("resourceType") == "Bundle"
+                and data.get("type") != "document"
+            ):
                 for i, e in enumerate(data.get("entry") or []):
                     _one(srv, summary, f"{path.name}#entry[{i}]", (e or {}).get("resource"))
                     bar.update(1)

@@ -19,9 +19,10 @@ from sqlalchemy.exc import IntegrityError
 
 from fhirbill.api.server import Server
 from fhirbill.fhir.errors import FHIRError, Issue
+from fhirbill.fhir.search_query import parse_search
 from fhirbill.fhir.validation import Checked, LocalRef, validate_resource
 from fhirbill.store import resources as repo
-from fhirbill.store.search import match
+from fhirbill.store.search import find
 from fhirbill.store.tables import create_guards
 
 ETAG_RE = re.compile(r'^\s*(?:W/)?"?([0-9]+)"?\s*$')
@@ -44,6 +45,17 @@ class Deferred:
     refs: list[tuple[str, LocalRef]] = field(default_factory=list)  # (entry path prefix, ref)
 
 
+def match(
+    server: Server, conn: Connection, res_type: str, pairs: list[tuple[str, str]], limit: int = 2
+) -> list[repo.Stored]:
+    """Resources matching a condition (If-None-Exist, conditional update/delete); unknown
+    parameters are an error here, since ignoring one could match the wrong resource."""
+    parsed = parse_search(res_type, pairs, server.params, base_url=server.base, strict=True)
+    if not parsed.clauses:
+        raise FHIRError.of(400, "invalid", "A conditional request needs at least one search parameter.")
+    return find(conn, parsed, limit)
+
+
 def parse_etag(value: str, header: str = "If-Match") -> int:
     """The version number in an ETag such as W/"3"."""
     m = ETAG_RE.match(value)
@@ -57,8 +69,9 @@ def query_pairs(query: str) -> list[tuple[str, str]]:
     return parse_qsl(query.lstrip("?"), keep_blank_values=True)
 
 
-def check(server: Server, data: Any, res_type: str | None, *, in_bundle: bool = False,
-          root: str | None = None) -> Checked:
+def check(
+    server: Server, data: Any, res_type: str | None, *, in_bundle: bool = False, root: str | None = None
+) -> Checked:
     """Model and structure validation, then the profiles the resource claims."""
     checked = validate_resource(data, res_type, in_bundle=in_bundle, root=root)
     checked.warnings.extend(profile_issues(server, checked.data))
@@ -73,7 +86,9 @@ def profile_issues(server: Server, data: dict[str, Any], extra: list[str] | None
     for url in urls:
         sd = server.profiles.get(url)
         if sd is None:
-            warnings.append(Issue("warning", "not-supported", f"Profile {url} is not known to this server; not checked."))
+            warnings.append(
+                Issue("warning", "not-supported", f"Profile {url} is not known to this server; not checked.")
+            )
             continue
         for issue in server.profiles.check(data, sd):
             (errors if issue.severity in ("error", "fatal") else warnings).append(issue)
@@ -82,8 +97,9 @@ def profile_issues(server: Server, data: dict[str, Any], extra: list[str] | None
     return warnings
 
 
-def resolve_refs(conn: Connection, refs: list[LocalRef], self_key: tuple[str, str] | None,
-                 prefix: str = "") -> None:
+def resolve_refs(
+    conn: Connection, refs: list[LocalRef], self_key: tuple[str, str] | None, prefix: str = ""
+) -> None:
     """Refuse (422) a write whose local references point at nothing."""
     wanted = {(r.resource_type, r.id) for r in refs} - ({self_key} if self_key else set())
     if not wanted:
@@ -113,8 +129,9 @@ def _prepare(server: Server, data: dict[str, Any], previous: repo.Stored | None)
     return hook(data, prev)
 
 
-def _refs_or_defer(conn: Connection, checked: Checked, key: tuple[str, str],
-                   deferred: Deferred | None, prefix: str) -> None:
+def _refs_or_defer(
+    conn: Connection, checked: Checked, key: tuple[str, str], deferred: Deferred | None, prefix: str
+) -> None:
     if deferred is not None:
         deferred.refs.extend((prefix, r) for r in checked.references if (r.resource_type, r.id) != key)
     else:
@@ -138,8 +155,16 @@ def _guard(conn: Connection, res_type: str, query: str) -> None:
     conn.execute(q).first()
 
 
-def create(server: Server, conn: Connection, checked: Checked, *, if_none_exist: str | None = None,
-           deferred: Deferred | None = None, prefix: str = "", res_id: str | None = None) -> Result:
+def create(
+    server: Server,
+    conn: Connection,
+    checked: Checked,
+    *,
+    if_none_exist: str | None = None,
+    deferred: Deferred | None = None,
+    prefix: str = "",
+    res_id: str | None = None,
+) -> Result:
     """create, or conditional create with If-None-Exist."""
     data = checked.data
     rt = data["resourceType"]
@@ -187,23 +212,39 @@ def vread(conn: Connection, res_type: str, res_id: str, vid: str) -> repo.Stored
     return v
 
 
-def update(server: Server, conn: Connection, res_type: str, res_id: str, checked: Checked, *,
-           if_match: str | None = None, deferred: Deferred | None = None, prefix: str = "",
-           method: str = "PUT") -> Result:
+def update(
+    server: Server,
+    conn: Connection,
+    res_type: str,
+    res_id: str,
+    checked: Checked,
+    *,
+    if_match: str | None = None,
+    deferred: Deferred | None = None,
+    prefix: str = "",
+    method: str = "PUT",
+) -> Result:
     """update, or update-as-create for a client-chosen id; If-Match gives 412 when stale."""
     data = checked.data
     body_id = data.get("id")
     if body_id is None:
         raise FHIRError.of(400, "required", "The resource must carry its id on update.", f"{res_type}.id")
     if body_id != res_id:
-        raise FHIRError.of(400, "invalid", f"The id in the body ({body_id}) does not match the URL ({res_id}).",
-                           f"{res_type}.id")
+        raise FHIRError.of(
+            400,
+            "invalid",
+            f"The id in the body ({body_id}) does not match the URL ({res_id}).",
+            f"{res_type}.id",
+        )
     expected = parse_etag(if_match) if if_match else None
     for _attempt in range(2):
         cur = repo.get_current(conn, res_type, res_id, lock=True)
         if expected is not None and (cur is None or cur.version != expected):
-            raise FHIRError.of(412, "conflict",
-                               f"If-Match version {expected} is not the current version of {res_type}/{res_id}.")
+            raise FHIRError.of(
+                412,
+                "conflict",
+                f"If-Match version {expected} is not the current version of {res_type}/{res_id}.",
+            )
         prepared = _prepare(server, data, cur)
         _refs_or_defer(conn, checked, (res_type, res_id), deferred, prefix)
         if cur is None:
@@ -221,9 +262,17 @@ def update(server: Server, conn: Connection, res_type: str, res_id: str, checked
     raise FHIRError.of(409, "conflict", f"{res_type}/{res_id} is being written concurrently; retry.")
 
 
-def conditional_update(server: Server, conn: Connection, res_type: str, query: str, checked: Checked, *,
-                       if_match: str | None = None, deferred: Deferred | None = None,
-                       prefix: str = "") -> Result:
+def conditional_update(
+    server: Server,
+    conn: Connection,
+    res_type: str,
+    query: str,
+    checked: Checked,
+    *,
+    if_match: str | None = None,
+    deferred: Deferred | None = None,
+    prefix: str = "",
+) -> Result:
     """PUT T?params: update the one match, create when none, 412 when several."""
     _guard(conn, res_type, query)
     found = match(server, conn, res_type, query_pairs(query), limit=2)
@@ -233,17 +282,24 @@ def conditional_update(server: Server, conn: Connection, res_type: str, query: s
     if found:
         target = found[0].res_id
         if data.get("id") not in (None, target):
-            raise FHIRError.of(400, "invalid", "The id in the body does not match the resource the condition found.",
-                               f"{res_type}.id")
+            raise FHIRError.of(
+                400,
+                "invalid",
+                "The id in the body does not match the resource the condition found.",
+                f"{res_type}.id",
+            )
         checked.data = {**data, "id": target}
-        return update(server, conn, res_type, target, checked, if_match=if_match, deferred=deferred, prefix=prefix)
+        return update(
+            server, conn, res_type, target, checked, if_match=if_match, deferred=deferred, prefix=prefix
+        )
     new_id = data.get("id") or repo.new_id()
     checked.data = {**data, "id": new_id}
     return update(server, conn, res_type, new_id, checked, deferred=deferred, prefix=prefix)
 
 
-def patch(server: Server, conn: Connection, res_type: str, res_id: str, ops: Any, *,
-          if_match: str | None = None) -> Result:
+def patch(
+    server: Server, conn: Connection, res_type: str, res_id: str, ops: Any, *, if_match: str | None = None
+) -> Result:
     """JSON Patch (RFC 6902) on the current version, then the full write validation."""
     if not isinstance(ops, list):
         raise FHIRError.of(400, "structure", "A JSON Patch body must be an array of operations.")
@@ -253,7 +309,9 @@ def patch(server: Server, conn: Connection, res_type: str, res_id: str, ops: Any
     try:
         patched = jsonpatch.JsonPatch(ops).apply(orjson.loads(cur.content or "{}"))
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
-        raise FHIRError.of(422, "processing", f"The patch could not be applied: {type(exc).__name__}.") from None
+        raise FHIRError.of(
+            422, "processing", f"The patch could not be applied: {type(exc).__name__}."
+        ) from None
     if patched.get("resourceType") != res_type or patched.get("id") != res_id:
         raise FHIRError.of(422, "processing", "A patch may not change resourceType or id.")
     checked = check(server, patched, res_type)

@@ -13,8 +13,11 @@ from sqlalchemy import Connection
 
 from fhirbill.api.server import Server
 from fhirbill.fhir.dates import parse_fhir_date
-from fhirbill.fhir.errors import FHIRError
+from fhirbill.fhir.errors import FHIRError, Issue, outcome
+from fhirbill.fhir.search_query import parse_search
+from fhirbill.fhir.subsetting import subset
 from fhirbill.store import resources as repo
+from fhirbill.store import search
 from fhirbill.store.resources import Stored, instant
 
 MAX_COUNT = 1000
@@ -57,8 +60,15 @@ def entry_of(srv: Server, s: Stored, **extra: Any) -> dict[str, Any]:
     return e
 
 
-def history_bundle(srv: Server, conn: Connection, args: Mapping[str, str], *, res_type: str | None = None,
-                   rid: int | None = None, res_id: str | None = None) -> dict[str, Any]:
+def history_bundle(
+    srv: Server,
+    conn: Connection,
+    args: Mapping[str, str],
+    *,
+    res_type: str | None = None,
+    rid: int | None = None,
+    res_id: str | None = None,
+) -> dict[str, Any]:
     """A history Bundle, newest first, paged by keyset cursor."""
     count = parse_count(args.get("_count"))
     since = None
@@ -79,11 +89,15 @@ def history_bundle(srv: Server, conn: Connection, args: Mapping[str, str], *, re
     rows = rows[:count]
     path = "/".join(p for p in (res_type, res_id, "_history") if p)
     keep = {k: args[k] for k in ("_count", "_since") if k in args}
-    links = [{"relation": "self", "url": f"{srv.base}/{path}" + (f"?{urlencode(dict(args))}" if args else "")}]
+    links = [
+        {"relation": "self", "url": f"{srv.base}/{path}" + (f"?{urlencode(dict(args))}" if args else "")}
+    ]
     if more and rows:
         last = rows[-1]
         cursor = encode_cursor([last.last_updated.isoformat(), last.rid, last.version])
-        links.append({"relation": "next", "url": f"{srv.base}/{path}?{urlencode({**keep, '_cursor': cursor})}"})
+        links.append(
+            {"relation": "next", "url": f"{srv.base}/{path}?{urlencode({**keep, '_cursor': cursor})}"}
+        )
     entries = []
     for s in rows:
         url = s.res_type if s.method == "POST" else f"{s.res_type}/{s.res_id}"
@@ -106,4 +120,87 @@ def history_bundle(srv: Server, conn: Connection, args: Mapping[str, str], *, re
         "link": links,
         "entry": entries,
     }
-def search_bundle(*a, **k): raise NotImplementedError
+
+
+INCLUDE_CAP = 1000
+
+
+def search_bundle(
+    srv: Server, conn: Connection, rt: str, pairs: list[tuple[str, str]], *, strict: bool
+) -> dict[str, Any]:
+    """A searchset Bundle: one keyset page of matches, their includes, links and outcome notes."""
+    parsed = parse_search(rt, pairs, srv.params, base_url=srv.base, strict=strict, passthrough=("_cursor",))
+    cursor_text = dict(parsed.extra).get("_cursor")
+    cursor = None
+    if cursor_text:
+        values = decode_cursor(cursor_text)
+        if len(values) != 2 or values[0] not in ("n", "p") or not isinstance(values[1], list):
+            raise FHIRError.of(400, "invalid", "The paging cursor is not valid.", "_cursor")
+        cursor = {"d": values[0], "k": values[1]}
+    want_total = parsed.total == "accurate" or (parsed.total is None and cursor is None)
+    page = search.run(conn, parsed, cursor, want_total=want_total)
+    included, capped = search.includes(conn, parsed, page.rows, INCLUDE_CAP) if page.rows else ([], False)
+
+    def url(extra: list[tuple[str, str]]) -> str:
+        q = urlencode(list(parsed.self_params) + extra)
+        return f"{srv.base}/{rt}" + (f"?{q}" if q else "")
+
+    links = [
+        {"relation": "self", "url": url([("_cursor", cursor_text)] if cursor_text else [])},
+        {"relation": "first", "url": url([])},
+    ]
+    if page.has_next:
+        links.append({"relation": "next", "url": url([("_cursor", encode_cursor(["n", page.keys[-1]]))])})
+    if page.has_prev:
+        links.append({"relation": "previous", "url": url([("_cursor", encode_cursor(["p", page.keys[0]]))])})
+
+    subsetting = parsed.summary in ("true", "text", "data") or bool(parsed.elements)
+
+    def body(s: Stored) -> Any:
+        if not subsetting:
+            return orjson.Fragment(s.content or "{}")
+        return subset(orjson.loads(s.content or "{}"), summary=parsed.summary, elements=parsed.elements)
+
+    entries: list[dict[str, Any]] = []
+    for s in page.rows:
+        entries.append(
+            {
+                "fullUrl": f"{srv.base}/{s.res_type}/{s.res_id}",
+                "resource": body(s),
+                "search": {"mode": "match"},
+            }
+        )
+    for s in included:
+        entries.append(
+            {
+                "fullUrl": f"{srv.base}/{s.res_type}/{s.res_id}",
+                "resource": body(s),
+                "search": {"mode": "include"},
+            }
+        )
+    notes = list(parsed.warnings)
+    if parsed.ignored:
+        notes.append(
+            Issue(
+                "warning",
+                "not-supported",
+                f"Ignored unknown or unsupported search parameters: {', '.join(sorted(set(parsed.ignored)))}.",
+            )
+        )
+    if capped:
+        notes.append(
+            Issue(
+                "warning",
+                "too-costly",
+                f"Included resources were limited to {INCLUDE_CAP}; narrow the search to see the rest.",
+            )
+        )
+    if notes:
+        entries.append({"resource": outcome(notes), "search": {"mode": "outcome"}})
+    out: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if page.total is not None:
+        out["total"] = page.total
+    out["link"] = links
+    if entries:
+        out["entry"] = entries
+    return out

@@ -9,9 +9,9 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 
 from fhirbill import __version__
-from fhirbill.api import bundles, interactions as ia
+from fhirbill.api import bundles
+from fhirbill.api import interactions as ia
 from fhirbill.api.http import (
-    error_response,
     fhir_response,
     negotiate,
     prefer,
@@ -129,11 +129,14 @@ def conditional_update(rt: str) -> Response:
     """PUT T?params."""
     srv = server()
     if not request.query_string:
-        raise FHIRError.of(405, "not-supported", "PUT on a type needs search parameters (conditional update).")
+        raise FHIRError.of(
+            405, "not-supported", "PUT on a type needs search parameters (conditional update)."
+        )
     checked = ia.check(srv, _body(), _type(rt))
     with write_tx(srv.engine) as conn:
-        result = ia.conditional_update(srv, conn, rt, request.query_string.decode(), checked,
-                                       if_match=request.headers.get("If-Match"))
+        result = ia.conditional_update(
+            srv, conn, rt, request.query_string.decode(), checked, if_match=request.headers.get("If-Match")
+        )
     return _written(result)
 
 
@@ -234,8 +237,9 @@ def _validate_input() -> tuple[Any, list[str]]:
             elif p.get("name") == "profile" and (p.get("valueUri") or p.get("valueCanonical")):
                 profiles.append(p.get("valueUri") or p.get("valueCanonical"))
         if resource is None:
-            raise FHIRError.of(400, "required", "Parameters must hold a 'resource' parameter.",
-                               "Parameters.parameter")
+            raise FHIRError.of(
+                400, "required", "Parameters must hold a 'resource' parameter.", "Parameters.parameter"
+            )
         return resource, profiles
     return body, profiles
 

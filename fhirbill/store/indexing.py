@@ -25,8 +25,13 @@ def make_indexer(params: SearchParamRegistry, base_url: str) -> Callable[[dict[s
     return index
 
 
-def reindex(engine: Engine, indexer: Callable[[dict[str, Any]], IndexRows], res_type: str | None = None,
-            batch: int = 500, progress: Callable[[int], None] | None = None) -> int:
+def reindex(
+    engine: Engine,
+    indexer: Callable[[dict[str, Any]], IndexRows],
+    res_type: str | None = None,
+    batch: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Rebuild the index rows of every live resource (of one type); returns how many."""
     done = 0
     last = 0

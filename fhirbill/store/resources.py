@@ -100,7 +100,9 @@ def get_version(conn: Connection, res_type: str, res_id: str, version: int) -> S
     ).first()
     if r is None:
         return None
-    return Stored(r.rid, r.res_type, r.res_id, r.version, r.last_updated, r.content is None, r.content, r.method)
+    return Stored(
+        r.rid, r.res_type, r.res_id, r.version, r.last_updated, r.content is None, r.content, r.method
+    )
 
 
 def existing(conn: Connection, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -301,8 +303,9 @@ def history(
     ]
 
 
-def history_count(conn: Connection, *, res_type: str | None = None, rid: int | None = None,
-                  since: datetime | None = None) -> int:
+def history_count(
+    conn: Connection, *, res_type: str | None = None, rid: int | None = None, since: datetime | None = None
+) -> int:
     """How many versions a history query covers."""
     v = resource_versions
     q = select(func.count()).select_from(v)

@@ -27,18 +27,39 @@ STUBS: list[dict[str, Any]] = [
     {"resourceType": "Procedure", "id": "example", "status": "completed", "subject": P1},
     {"resourceType": "EpisodeOfCare", "id": "example", "status": "active", "patient": P1},
     {"resourceType": "CommunicationRequest", "id": "fm-solicit", "status": "active"},
-    {"resourceType": "ServiceRequest", "id": "myringotomy", "status": "active", "intent": "order", "subject": P1},
-    {"resourceType": "Appointment", "id": "example", "status": "booked",
-     "participant": [{"actor": P1, "status": "accepted"}]},
     {
-        "resourceType": "Endpoint", "id": "example", "status": "active", "address": "https://example.org/fhir",
-        "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
-                           "code": "hl7-fhir-rest"},
+        "resourceType": "ServiceRequest",
+        "id": "myringotomy",
+        "status": "active",
+        "intent": "order",
+        "subject": P1,
+    },
+    {
+        "resourceType": "Appointment",
+        "id": "example",
+        "status": "booked",
+        "participant": [{"actor": P1, "status": "accepted"}],
+    },
+    {
+        "resourceType": "Endpoint",
+        "id": "example",
+        "status": "active",
+        "address": "https://example.org/fhir",
+        "connectionType": {
+            "system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+            "code": "hl7-fhir-rest",
+        },
         "payloadType": [{"text": "any"}],
     },
     *[
-        {"resourceType": "MedicationRequest", "id": i, "status": "active", "intent": "order",
-         "medicationCodeableConcept": {"text": "stub"}, "subject": P1}
+        {
+            "resourceType": "MedicationRequest",
+            "id": i,
+            "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": {"text": "stub"},
+            "subject": P1,
+        }
         for i in ("medrx002", "medrx0301")
     ],
 ]
@@ -97,7 +118,9 @@ def test_every_example_round_trips(client: Any) -> None:
         assert _comparable(again.json) == _comparable(original)
 
 
-@pytest.mark.parametrize("key", [("Claim", "100150"), ("ExplanationOfBenefit", "EB3500"), ("Coverage", "9876B1")])
+@pytest.mark.parametrize(
+    "key", [("Claim", "100150"), ("ExplanationOfBenefit", "EB3500"), ("Coverage", "9876B1")]
+)
 def test_billing_example_update_bumps_version(client: Any, key: tuple[str, str]) -> None:
     _load_dependencies(client)
     doc = dict(EXAMPLES[key])
