@@ -8,8 +8,17 @@ from typing import Any
 from fhirbill.fhir.registry import BILLING_TYPES, FHIR_VERSION, RESOURCE_TYPES
 from fhirbill.fhir.searchparams import SearchParamRegistry
 
-TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
-                     "create", "search-type")
+TYPE_INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
 # Instance/type operations every type supports: (name, definition).
 TYPE_OPERATIONS = (("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"),)
 # Extra operations of particular types: type -> ((name, definition), ...).

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
 from functools import cache
-from typing import Any, get_args
+from typing import Annotated, Any, get_args, get_origin
 
 import orjson
 from pydantic import ValidationError
@@ -50,6 +52,26 @@ class _FieldPlan:
     child: Any  # model class for complex children, None for primitives
     ref_types: tuple[str, ...]
     resource_slot: bool  # holds any resource (contained, Bundle.entry.resource)
+    json_type: str | None  # for primitives: the JSON type FHIR requires (boolean, integer, number, string)
+
+
+# The models coerce "yes" to true and "1" to 1; FHIR JSON does not, so check JSON types first.
+_JSON_TYPES: dict[type, str] = {bool: "boolean", int: "integer", Decimal: "number", float: "number"}
+_JSON_CHECKS = {
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+}
+
+
+def _json_type(ann: Any) -> str | None:
+    base = get_args(ann)[0] if get_origin(ann) is Annotated else ann
+    if base in _JSON_TYPES:
+        return _JSON_TYPES[base]
+    if base in (str, bytes, datetime, date, time):
+        return "string"
+    return None
 
 
 def parse_json(body: bytes) -> Any:
@@ -59,7 +81,9 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise FHIRError.of(400, "structure", f"The body is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+        raise FHIRError.of(
+            400, "structure", f"The body is not valid JSON: {exc.msg} at position {exc.pos}."
+        ) from None
 
 
 def loc_to_fhirpath(root: str, loc: tuple[Any, ...]) -> str:
@@ -121,6 +145,7 @@ def _plan(cls: Any) -> dict[str, _FieldPlan]:
             child,
             tuple(extra.get("enum_reference_types") or ()),
             resource_slot,
+            None if (child is not None or resource_slot) else _json_type(ann),
         )
     return plan
 
@@ -164,6 +189,12 @@ class _Walker:
             self.reference(data, path)
 
     def value(self, value: Any, fp: _FieldPlan | None, path: str) -> None:
+        if fp is not None and fp.json_type is not None and value is not None:
+            if not _JSON_CHECKS[fp.json_type](value):
+                self.issues.append(
+                    Issue("error", "value", f"'{path}' must be a JSON {fp.json_type}.", (path,))
+                )
+                return
         if value is None:
             self.issues.append(Issue("error", "structure", f"Null value at '{path}'.", (path,)))
         elif isinstance(value, str):
@@ -221,7 +252,9 @@ class _Walker:
             )
 
     def _bad_ref(self, path: str, why: str) -> None:
-        self.issues.append(Issue("error", "value", f"Invalid reference at '{path}': {why}.", (f"{path}.reference",)))
+        self.issues.append(
+            Issue("error", "value", f"Invalid reference at '{path}': {why}.", (f"{path}.reference",))
+        )
 
 
 def validate_resource(
