@@ -39,14 +39,24 @@ def main() -> None:
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Run the server under gunicorn (not the Flask development server)."""
     args = [
-        sys.executable, "-m", "gunicorn", "wsgi:app",
-        "--bind", f"{host}:{port}",
-        "--workers", str(workers),
-        "--threads", str(threads),
-        "--worker-class", "gthread",
-        "--access-logfile", "/dev/null",  # our own request log never prints query values
-        "--error-logfile", "-",
-        "--chdir", str(Path(__file__).resolve().parent.parent),
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "wsgi:app",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--worker-class",
+        "gthread",
+        "--access-logfile",
+        "/dev/null",  # our own request log never prints query values
+        "--error-logfile",
+        "-",
+        "--chdir",
+        str(Path(__file__).resolve().parent.parent),
     ]
     os.execv(sys.executable, args)
 
@@ -108,7 +118,9 @@ def seed(as_json: bool) -> None:
 
 
 @main.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def import_(paths: tuple[Path, ...], as_json: bool) -> None:
     """Load JSON resources, Bundles and NDJSON files."""
@@ -124,8 +136,10 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary))
         return
-    click.echo(f"created {summary['created']}, updated {summary['updated']}, "
-               f"unchanged {summary['unchanged']}, failed {summary['failed']}")
+    click.echo(
+        f"created {summary['created']}, updated {summary['updated']}, "
+        f"unchanged {summary['unchanged']}, failed {summary['failed']}"
+    )
     for err in summary["errors"][:50]:
         click.echo(f"  {err['source']}: {err['status']} {err['diagnostics']}", err=True)
 
