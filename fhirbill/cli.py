@@ -148,3 +148,43 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+@main.group()
+def x12() -> None:
+    """X12 5010 files for the clearinghouse."""
+
+
+@x12.command("837")
+@click.option("--claim", "claims", multiple=True, help="A Claim id (repeatable).")
+@click.option("--payer", default=None, help="Organization/ID: every active, not yet billed claim of that payer.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the 837 here (default: standard output).")
+def x12_837(claims: tuple[str, ...], payer: str | None, out: Path | None) -> None:
+    """Scrub claims and write one 837 interchange; rejected claims are listed as JSON on stderr."""
+    from tqdm import tqdm
+
+    from fhirbill.api.x12ops import run_837
+
+    if not claims and not payer:
+        raise click.UsageError("Name at least one --claim or a --payer.")
+    if payer and not payer.startswith("Organization/"):
+        raise click.UsageError("--payer takes Organization/ID.")
+    srv = _server()
+    with tqdm(total=None, unit="claim", disable=out is None, leave=False) as bar:
+        run = run_837(srv, [c.removeprefix("Claim/") for c in claims], payer, progress=bar.update)
+    if run.text:
+        if out:
+            out.write_text(run.text)
+        else:
+            click.echo(run.text, nl=False)
+    summary = {
+        "isa13": run.isa13,
+        "sent": run.sent,
+        "rejected": [
+            {"claim": f"Claim/{r.claim_id}", "issues": [i.to_json() for i in r.issues]} for r in run.rejected
+        ],
+    }
+    click.echo(json.dumps(summary), err=True)
+    if not run.text:
+        sys.exit(1)

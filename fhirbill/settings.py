@@ -31,7 +31,7 @@ class Settings:
     profiles_dir: Path = Path(__file__).resolve().parent.parent / "profiles"
     seeds_dir: Path = Path(__file__).resolve().parent.parent / "seeds"
     x12_sender_id: str = "FHIRBILL"
-    x12_receiver_id: str = "CLEARINGHOUSE"
+    x12_receiver_id: str = "CLEARINGHSE"
     x12_usage: str = "T"
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -9,9 +9,10 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 
 from fhirbill import __version__
-from fhirbill.api import bundles
+from fhirbill.api import bundles, x12ops
 from fhirbill.api import interactions as ia
 from fhirbill.api.http import (
+    error_response,
     fhir_response,
     negotiate,
     prefer,
@@ -272,3 +273,23 @@ def validate_instance(rt: str, rid: str) -> Response:
     with read_tx(srv.engine) as conn:
         stored = ia.read(conn, _type(rt), rid)
     return _validate(rt, orjson.loads(stored.content or "{}"), profiles)
+
+
+@bp.get("/Claim/<rid>/$x12")
+def claim_x12(rid: str) -> Response:
+    """The 837 for one claim, or 422 with the scrubbing OperationOutcome."""
+    srv = server()
+    with read_tx(srv.engine) as conn:
+        ia.read(conn, "Claim", rid)
+    run = x12ops.run_837(srv, [rid])
+    if not run.text:
+        issues = [i for r in run.rejected for i in r.issues]
+        return error_response(422, issues)
+    return Response(run.text, 200, content_type=x12ops.EDI_X12)
+
+
+@bp.post("/Claim/$x12")
+def claims_x12() -> Response:
+    """Many claims (or a payer's unbilled ones) into one interchange, with the rejected listed."""
+    ids, payer = x12ops.parameters_input(_body())
+    return fhir_response(x12ops.parameters_output(x12ops.run_837(server(), ids, payer)))

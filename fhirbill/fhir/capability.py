@@ -22,7 +22,9 @@ TYPE_INTERACTIONS = (
 # Instance/type operations every type supports: (name, definition).
 TYPE_OPERATIONS = (("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"),)
 # Extra operations of particular types: type -> ((name, definition), ...).
-EXTRA_OPERATIONS: dict[str, tuple[tuple[str, str], ...]] = {}
+EXTRA_OPERATIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Claim": (("x12", "http://fhirbill.dev/fhir/OperationDefinition/Claim-x12"),),
+}
 
 
 def capability_statement(

@@ -20,9 +20,7 @@ NUBC_ADMTYPE_SYSTEM = "https://www.nubc.org/CodeSystem/PriorityTypeOfAdmitOrVisi
 NUBC_POINT_OF_ORIGIN_SYSTEM = "https://www.nubc.org/CodeSystem/PointOfOrigin"
 NUBC_DISCHARGE_STATUS_SYSTEM = "https://www.nubc.org/CodeSystem/PatDischargeStatus"
 # Claim.related.relationship coding carrying the 837 claim frequency code (CLM05-3): 1, 7 or 8.
-CLAIM_FREQUENCY_SYSTEM = "http://fhirbill.dev/fhir/CodeSystem/claim-frequency"
 # Claim.related.reference.system for the payer's claim control number (ICN, sent in REF*F8).
-PAYER_ICN_SYSTEM = "urn:fhirbill:payer-claim-number"
 
 # ICD-10-CM: letter, digit, alphanumeric, then up to 4 more after an optional dot (J06.9, S52521A).
 ICD10CM_RE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")

@@ -140,3 +140,45 @@ INDEX_TABLES = {
     "quantity": idx_quantity,
     "uri": idx_uri,
 }
+
+# X12: control numbers, and what was sent, so that 999/277CA/835 answers can be matched back.
+x12_counters = Table(
+    "x12_counters",
+    metadata,
+    Column("name", String(16), primary_key=True),  # isa13, gs06, st02
+    Column("value", BigInteger, nullable=False),  # the last number handed out
+)
+
+x12_interchanges = Table(
+    "x12_interchanges",
+    metadata,
+    Column("isa13", BigInteger, primary_key=True, autoincrement=False),
+    Column("created", DateTime(), nullable=False),
+    Column("claims", Integer, nullable=False),
+    Column("content", Text, nullable=False),  # the 837 as sent
+)
+
+x12_claims = Table(
+    "x12_claims",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("isa13", BigInteger, ForeignKey("x12_interchanges.isa13"), nullable=False),
+    Column("gs06", BigInteger, nullable=False),
+    Column("st02", BigInteger, nullable=False),
+    Column("claim_id", String(64), nullable=False),
+    Column("clm01", String(38), nullable=False),
+    Column("frequency", String(1), nullable=False),
+    UniqueConstraint("gs06", "st02"),
+    Index(None, "claim_id"),
+    Index(None, "clm01"),
+)
+
+x12_lines = Table(
+    "x12_lines",
+    metadata,
+    Column("x12_claim_id", RowId, ForeignKey("x12_claims.id"), nullable=False),
+    Column("sequence", Integer, nullable=False),  # Claim.item.sequence
+    Column("line_control", String(50), nullable=False),  # REF*6R, echoed by the 835 and 277CA
+    Index(None, "line_control"),
+    Index(None, "x12_claim_id"),
+)

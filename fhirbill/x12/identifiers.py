@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhirbill.fhir.billing import LINE_CONTROL_SYSTEM, PCN_SYSTEM
+from fhirbill.fhir.billing import CLAIM_FREQUENCY_SYSTEM, LINE_CONTROL_SYSTEM, PCN_SYSTEM
 from fhirbill.x12.claims import JSON, ClaimReader, codes, identifier
 from fhirbill.x12.text import clean
 
@@ -113,6 +113,8 @@ def frequency(r: ClaimReader, default: str = "1") -> Frequency:
     for n, related in enumerate(claim.get("related") or ()):
         if "prior" not in codes(related.get("relationship"), RELATED_CLAIM_SYSTEM):
             continue
+        # An explicit frequency coding (fhirbill's convention, used by the seeds) says which.
+        void = void or "8" in codes(related.get("relationship"), CLAIM_FREQUENCY_SYSTEM)
         number = clean((related.get("reference") or {}).get("value"), 50)
         if not number:
             r.error(

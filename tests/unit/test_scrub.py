@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from fhirbill.fhir.profiles import ProfileRegistry
-from fhirbill.rcm.codes import CLAIM_FREQUENCY_SYSTEM, PAYER_ICN_SYSTEM, npi_check_digit, npi_valid
+from fhirbill.fhir.billing import CLAIM_FREQUENCY_SYSTEM, PAYER_ICN_SYSTEM
+from fhirbill.rcm.codes import npi_check_digit, npi_valid
 from fhirbill.rcm.scrub import claim_kind, date_range, scrub_claim
 
 ROOT = Path(__file__).resolve().parents[2]

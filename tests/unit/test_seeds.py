@@ -13,7 +13,8 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from fhirbill.fhir.billing import NPI_SYSTEM, PCN_SYSTEM, TAX_ID_SYSTEM, V2_0203
-from fhirbill.rcm.codes import CLAIM_FREQUENCY_SYSTEM, PAYER_ICN_SYSTEM, npi_valid
+from fhirbill.fhir.billing import CLAIM_FREQUENCY_SYSTEM, PAYER_ICN_SYSTEM
+from fhirbill.rcm.codes import npi_valid
 from fhirbill.rcm.scrub import date_range, scrub_claim
 
 ROOT = Path(__file__).resolve().parents[2]
