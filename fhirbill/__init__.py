@@ -12,22 +12,62 @@ if TYPE_CHECKING:
     from fhirbill.settings import Settings
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """The WSGI app: wiring only (settings, logging, the Server, blueprints, error handlers)."""
+def create_app(settings: Settings | None = None, *, authorization: bool = True) -> Flask:
+    """The WSGI app: wiring only (settings, logging, the Server, blueprints, error handlers).
+
+    `authorization=False` builds the app without the SMART layer, for tests and for measuring
+    what authorization costs; no setting or environment variable reaches it.
+    """
     from flask import Flask
 
-    from fhirbill import logs
-    from fhirbill.api import health, http, routes
+    from fhirbill import auth, logs
+    from fhirbill.api import audit, health, http, routes
     from fhirbill.api.server import Server
+    from fhirbill.auth.views import urls
     from fhirbill.settings import Settings
 
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
     app = Flask(__name__, instance_path=str(settings.instance_dir.resolve()))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["FHIRBILL_AUTHORIZATION"] = authorization
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["fhirbill"] = Server.build(settings)
+    srv = Server.build(settings)
+    app.extensions["fhirbill"] = srv
+    app.extensions["fhirbill.audit"] = audit.AuditBuffer(srv)
     http.install(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(routes.bp)
+    # Discovery and the OAuth endpoints are always there; only enforcement is optional.
+    auth.init_app(app, audit=lambda conn, event: audit.store(conn, app.extensions["fhirbill"], [event]))
+    app.extensions["fhirbill.security"] = security_extension(urls(settings.base_url))
     return app
+
+
+def security_extension(u: dict[str, str]) -> dict[str, object]:
+    """CapabilityStatement.rest.security: SMART service and the oauth-uris extension."""
+    ext = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+    return {
+        "cors": True,
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ]
+            }
+        ],
+        "extension": [
+            {
+                "url": ext,
+                "extension": [
+                    {"url": "authorize", "valueUri": u["authorize"]},
+                    {"url": "token", "valueUri": u["token"]},
+                    {"url": "introspect", "valueUri": u["introspect"]},
+                    {"url": "revoke", "valueUri": u["revoke"]},
+                ],
+            }
+        ],
+    }

@@ -157,9 +157,16 @@ def x12() -> None:
 
 @x12.command("837")
 @click.option("--claim", "claims", multiple=True, help="A Claim id (repeatable).")
-@click.option("--payer", default=None, help="Organization/ID: every active, not yet billed claim of that payer.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the 837 here (default: standard output).")
+@click.option(
+    "--payer", default=None, help="Organization/ID: every active, not yet billed claim of that payer."
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the 837 here (default: standard output).",
+)
 def x12_837(claims: tuple[str, ...], payer: str | None, out: Path | None) -> None:
     """Scrub claims and write one 837 interchange; rejected claims are listed as JSON on stderr."""
     from tqdm import tqdm

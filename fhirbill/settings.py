@@ -56,6 +56,14 @@ class Settings:
             "x12_receiver_id": e.get("FHIRBILL_X12_RECEIVER_ID") or cls.x12_receiver_id,
             "x12_usage": e.get("FHIRBILL_X12_USAGE") or cls.x12_usage,
         }
+        extra: dict[str, Any] = {}
+        if e.get("FHIRBILL_CORS_ORIGINS"):
+            extra["cors_origins"] = tuple(
+                o.strip().rstrip("/") for o in e["FHIRBILL_CORS_ORIGINS"].split(",") if o.strip()
+            )
+        if e.get("FHIRBILL_AUTH_SIGNING_KEY_FILE"):
+            extra["auth_signing_key_pem"] = Path(e["FHIRBILL_AUTH_SIGNING_KEY_FILE"]).read_text()
+        kwargs["extra"] = extra
         if e.get("FHIRBILL_PROFILES_DIR"):
             kwargs["profiles_dir"] = Path(e["FHIRBILL_PROFILES_DIR"])
         kwargs.update(overrides)

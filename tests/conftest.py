@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from fhirbill import create_app
 from fhirbill.settings import Settings
+from fhirbill.store import auth_tables  # noqa: F401  (so that _empty clears them too)
 from fhirbill.store.db import make_engine
 from fhirbill.store.migrate import upgrade
 from fhirbill.store.tables import metadata
@@ -66,7 +67,7 @@ def settings(database: tuple[Engine, str], tmp_path: Path) -> Settings:
 @pytest.fixture
 def app(settings: Settings, database: tuple[Engine, str]):  # type: ignore[no-untyped-def]
     """The app, sharing the session's engine; the database is emptied afterwards."""
-    application = create_app(settings)
+    application = create_app(settings, authorization=False)
     srv = application.extensions["fhirbill"]
     srv.engine.dispose()
     srv.engine = database[0]

@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection
 
 from fhirbill.api import interactions as ia
+from fhirbill.api.access import Access
 from fhirbill.api.pages import search_bundle
 from fhirbill.api.server import Server
+from fhirbill.auth.access import Grant
 from fhirbill.fhir.errors import FHIRError, Issue, outcome
 from fhirbill.fhir.registry import is_resource_type
 from fhirbill.fhir.validation import ID_RE, Checked
@@ -50,7 +52,9 @@ class Entry:
         return f"Bundle.entry[{self.index}]"
 
 
-def process(srv: Server, bundle: Any, *, strict: bool = False) -> dict[str, Any]:
+def process(
+    srv: Server, bundle: Any, *, strict: bool = False, access: Access | None = None
+) -> dict[str, Any]:
     """Run a batch or transaction Bundle and return the response Bundle."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FHIRError.of(
@@ -78,8 +82,8 @@ def process(srv: Server, bundle: Any, *, strict: bool = False) -> dict[str, Any]
         )
     if kind == "transaction":
         entries = [parse_entry(i, e) for i, e in enumerate(raw)]
-        return transaction(srv, entries)
-    return batch(srv, raw, strict)
+        return transaction(srv, entries, access)
+    return batch(srv, raw, strict, access)
 
 
 def parse_entry(i: int, e: Any) -> Entry:
@@ -182,7 +186,7 @@ def _fail(entry: Entry, exc: FHIRError) -> FHIRError:
     return FHIRError(exc.status, issues)
 
 
-def transaction(srv: Server, entries: list[Entry]) -> dict[str, Any]:
+def transaction(srv: Server, entries: list[Entry], access: Access | None = None) -> dict[str, Any]:
     """All or nothing, in one database transaction."""
     with write_tx(srv.engine) as conn:
         mapping: dict[str, str] = {}
@@ -201,7 +205,7 @@ def transaction(srv: Server, entries: list[Entry]) -> dict[str, Any]:
                     raise _fail(en, exc) from None
         for en in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
             try:
-                en.result = _execute(srv, conn, en, deferred)
+                en.result = _execute(srv, conn, en, deferred, access)
             except FHIRError as exc:
                 raise _fail(en, exc) from None
         by_index = {en.index: en for en in entries}
@@ -243,20 +247,41 @@ def _plan(srv: Server, conn: Connection, en: Entry, mapping: dict[str, str]) -> 
         en.resource = {**en.resource, "id": en.target_id}
 
 
-def _execute(srv: Server, conn: Connection, en: Entry, deferred: ia.Deferred | None) -> dict[str, Any]:
+def _authorize(access: Access | None, en: Entry) -> Grant | None:
+    """The grant for one entry (searches are checked inside search_bundle); 401/403 otherwise."""
+    if access is None:
+        return None
+    letter = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}.get(en.method) or (
+        "r" if en.res_id else ""
+    )
+    if not letter:
+        return None
+    grant = access.grant(en.res_type, letter)
+    if en.checked is not None:
+        access.check_data(grant, en.checked.data)
+    return grant
+
+
+def _execute(
+    srv: Server, conn: Connection, en: Entry, deferred: ia.Deferred | None, access: Access | None = None
+) -> dict[str, Any]:
+    grant = _authorize(access, en)
+    acl: dict[str, Any] = {"access": access, "grant": grant}
     prefix = str(en.index)
     if en.method == "DELETE":
         if en.res_id is None:
-            en.outcome = ia.conditional_delete(srv, conn, en.res_type, en.query)
+            en.outcome = ia.conditional_delete(srv, conn, en.res_type, en.query, **acl)
         else:
-            en.outcome = ia.delete(conn, en.res_type, en.res_id)
+            en.outcome = ia.delete(conn, en.res_type, en.res_id, **acl)
         return {"response": {"status": "204 No Content"}}
     if en.method == "POST":
         assert en.checked is not None
         if en.matched is not None:
             en.outcome = ia.Result(200, en.matched, changed=False)
             return _response(srv, en.outcome)
-        en.outcome = ia.create(srv, conn, en.checked, deferred=deferred, prefix=prefix, res_id=en.target_id)
+        en.outcome = ia.create(
+            srv, conn, en.checked, deferred=deferred, prefix=prefix, res_id=en.target_id, **acl
+        )
         return _response(srv, en.outcome)
     if en.method == "PUT":
         assert en.checked is not None and en.target_id is not None
@@ -269,19 +294,22 @@ def _execute(srv: Server, conn: Connection, en: Entry, deferred: ia.Deferred | N
             if_match=en.if_match,
             deferred=deferred,
             prefix=prefix,
+            **acl,
         )
         return _response(srv, en.outcome)
     if en.method == "PATCH":
         assert en.res_id is not None
         ops = (en.resource or {}).get("data") if isinstance(en.resource, dict) else None
-        en.outcome = ia.patch(srv, conn, en.res_type, en.res_id, ops, if_match=en.if_match)
+        en.outcome = ia.patch(srv, conn, en.res_type, en.res_id, ops, if_match=en.if_match, **acl)
         return _response(srv, en.outcome)
     # GET / HEAD
     if en.res_id is not None:
-        stored = ia.read(conn, en.res_type, en.res_id)
+        stored = ia.read(conn, en.res_type, en.res_id, **acl)
         return _response(srv, ia.Result(200, stored), body=True)
     return {
-        "resource": search_bundle(srv, conn, en.res_type, ia.query_pairs(en.query), strict=False),
+        "resource": search_bundle(
+            srv, conn, en.res_type, ia.query_pairs(en.query), strict=False, access=access
+        ),
         "response": {"status": "200 OK"},
     }
 
@@ -304,7 +332,7 @@ def _response(srv: Server, res: ia.Result, body: bool = False) -> dict[str, Any]
     return out
 
 
-def batch(srv: Server, raw: list[Any], strict: bool) -> dict[str, Any]:
+def batch(srv: Server, raw: list[Any], strict: bool, access: Access | None = None) -> dict[str, Any]:
     """Each entry on its own, each with its own response or OperationOutcome."""
     results = []
     for i, e in enumerate(raw):
@@ -314,23 +342,34 @@ def batch(srv: Server, raw: list[Any], strict: bool) -> dict[str, Any]:
                 en.checked = ia.check(srv, en.resource, en.res_type)
             if en.method == "GET":
                 with read_tx(srv.engine) as conn:
-                    results.append(_execute(srv, conn, en, None))
+                    results.append(_execute(srv, conn, en, None, access))
                 continue
             with write_tx(srv.engine) as conn:
                 if en.method == "PUT" and en.res_id is None:
                     assert en.checked is not None
+                    grant = _authorize(access, en)
                     res = ia.conditional_update(
-                        srv, conn, en.res_type, en.query, en.checked, if_match=en.if_match
+                        srv,
+                        conn,
+                        en.res_type,
+                        en.query,
+                        en.checked,
+                        if_match=en.if_match,
+                        access=access,
+                        grant=grant,
                     )
                     results.append(_response(srv, res))
                     continue
                 if en.method == "POST":
                     assert en.checked is not None
-                    res = ia.create(srv, conn, en.checked, if_none_exist=en.if_none_exist)
+                    grant = _authorize(access, en)
+                    res = ia.create(
+                        srv, conn, en.checked, if_none_exist=en.if_none_exist, access=access, grant=grant
+                    )
                     results.append(_response(srv, res))
                     continue
                 en.target_id = en.res_id
-                results.append(_execute(srv, conn, en, None))
+                results.append(_execute(srv, conn, en, None, access))
         except FHIRError as exc:
             failed = _fail(
                 Entry(

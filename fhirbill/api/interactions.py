@@ -17,7 +17,9 @@ import orjson
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from fhirbill.api.access import Access
 from fhirbill.api.server import Server
+from fhirbill.auth.access import Grant
 from fhirbill.fhir.errors import FHIRError, Issue
 from fhirbill.fhir.search_query import parse_search
 from fhirbill.fhir.validation import Checked, LocalRef, validate_resource
@@ -164,6 +166,8 @@ def create(
     deferred: Deferred | None = None,
     prefix: str = "",
     res_id: str | None = None,
+    access: Access | None = None,
+    grant: Grant | None = None,
 ) -> Result:
     """create, or conditional create with If-None-Exist."""
     data = checked.data
@@ -174,6 +178,8 @@ def create(
         if len(found) > 1:
             raise FHIRError.of(412, "multiple-matches", f"If-None-Exist matched more than one {rt}.")
         if found:
+            if access is not None and _confined(access, grant):
+                access.check_stored(grant, found[0])
             return Result(200, found[0], changed=False)
     res_id = res_id or repo.new_id()
     data = _prepare(server, data, None)
@@ -182,9 +188,17 @@ def create(
     return Result(201, stored, checked.warnings)
 
 
-def read(conn: Connection, res_type: str, res_id: str) -> repo.Stored:
-    """read: 404 unknown, 410 deleted."""
+def _confined(access: Access | None, grant: Grant | None) -> bool:
+    return access is not None and access.patient(grant) is not None
+
+
+def read(
+    conn: Connection, res_type: str, res_id: str, *, access: Access | None = None, grant: Grant | None = None
+) -> repo.Stored:
+    """read: 404 unknown, 410 deleted; a patient-confined token gets 403 for anything not its own."""
     cur = repo.get_current(conn, res_type, res_id)
+    if access is not None and _confined(access, grant):
+        access.check_stored(grant, cur if cur is not None and not cur.deleted else None)
     if cur is None:
         raise FHIRError.of(404, "not-found", f"{res_type}/{res_id} is not known.")
     if cur.deleted:
@@ -192,16 +206,31 @@ def read(conn: Connection, res_type: str, res_id: str) -> repo.Stored:
     return cur
 
 
-def read_any(conn: Connection, res_type: str, res_id: str) -> repo.Stored:
+def read_any(
+    conn: Connection, res_type: str, res_id: str, *, access: Access | None = None, grant: Grant | None = None
+) -> repo.Stored:
     """The current row, deleted or not (history of a deleted resource is still readable)."""
     cur = repo.get_current(conn, res_type, res_id)
+    if access is not None and _confined(access, grant):
+        access.check_stored(grant, cur)
     if cur is None:
         raise FHIRError.of(404, "not-found", f"{res_type}/{res_id} is not known.")
     return cur
 
 
-def vread(conn: Connection, res_type: str, res_id: str, vid: str) -> repo.Stored:
+def vread(
+    conn: Connection,
+    res_type: str,
+    res_id: str,
+    vid: str,
+    *,
+    access: Access | None = None,
+    grant: Grant | None = None,
+) -> repo.Stored:
     """vread: a version as it was; 410 for the version that records a delete."""
+    if access is not None and _confined(access, grant):
+        v = repo.get_version(conn, res_type, res_id, int(vid)) if vid.isdigit() else None
+        access.check_stored(grant, v)
     if not vid.isdigit():
         raise FHIRError.of(404, "not-found", f"{res_type}/{res_id} has no version '{vid}'.")
     v = repo.get_version(conn, res_type, res_id, int(vid))
@@ -223,6 +252,8 @@ def update(
     deferred: Deferred | None = None,
     prefix: str = "",
     method: str = "PUT",
+    access: Access | None = None,
+    grant: Grant | None = None,
 ) -> Result:
     """update, or update-as-create for a client-chosen id; If-Match gives 412 when stale."""
     data = checked.data
@@ -239,6 +270,8 @@ def update(
     expected = parse_etag(if_match) if if_match else None
     for _attempt in range(2):
         cur = repo.get_current(conn, res_type, res_id, lock=True)
+        if access is not None and _confined(access, grant) and cur is not None and not cur.deleted:
+            access.check_stored(grant, cur)  # a write may not take a resource from another patient
         if expected is not None and (cur is None or cur.version != expected):
             raise FHIRError.of(
                 412,
@@ -272,6 +305,8 @@ def conditional_update(
     if_match: str | None = None,
     deferred: Deferred | None = None,
     prefix: str = "",
+    access: Access | None = None,
+    grant: Grant | None = None,
 ) -> Result:
     """PUT T?params: update the one match, create when none, 412 when several."""
     _guard(conn, res_type, query)
@@ -279,6 +314,8 @@ def conditional_update(
     if len(found) > 1:
         raise FHIRError.of(412, "multiple-matches", f"The condition matched more than one {res_type}.")
     data = checked.data
+    if found and access is not None and _confined(access, grant):
+        access.check_stored(grant, found[0])
     if found:
         target = found[0].res_id
         if data.get("id") not in (None, target):
@@ -290,20 +327,39 @@ def conditional_update(
             )
         checked.data = {**data, "id": target}
         return update(
-            server, conn, res_type, target, checked, if_match=if_match, deferred=deferred, prefix=prefix
+            server,
+            conn,
+            res_type,
+            target,
+            checked,
+            if_match=if_match,
+            deferred=deferred,
+            prefix=prefix,
+            access=access,
+            grant=grant,
         )
     new_id = data.get("id") or repo.new_id()
     checked.data = {**data, "id": new_id}
-    return update(server, conn, res_type, new_id, checked, deferred=deferred, prefix=prefix)
+    return update(
+        server, conn, res_type, new_id, checked, deferred=deferred, prefix=prefix, access=access, grant=grant
+    )
 
 
 def patch(
-    server: Server, conn: Connection, res_type: str, res_id: str, ops: Any, *, if_match: str | None = None
+    server: Server,
+    conn: Connection,
+    res_type: str,
+    res_id: str,
+    ops: Any,
+    *,
+    if_match: str | None = None,
+    access: Access | None = None,
+    grant: Grant | None = None,
 ) -> Result:
     """JSON Patch (RFC 6902) on the current version, then the full write validation."""
     if not isinstance(ops, list):
         raise FHIRError.of(400, "structure", "A JSON Patch body must be an array of operations.")
-    cur = read(conn, res_type, res_id)
+    cur = read(conn, res_type, res_id, access=access, grant=grant)
     if if_match and parse_etag(if_match) != cur.version:
         raise FHIRError.of(412, "conflict", f"If-Match is not the current version of {res_type}/{res_id}.")
     try:
@@ -315,12 +371,28 @@ def patch(
     if patched.get("resourceType") != res_type or patched.get("id") != res_id:
         raise FHIRError.of(422, "processing", "A patch may not change resourceType or id.")
     checked = check(server, patched, res_type)
-    return update(server, conn, res_type, res_id, checked, if_match=f'W/"{cur.version}"', method="PATCH")
+    if access is not None:
+        access.check_data(grant, checked.data)
+    return update(
+        server,
+        conn,
+        res_type,
+        res_id,
+        checked,
+        if_match=f'W/"{cur.version}"',
+        method="PATCH",
+        access=access,
+        grant=grant,
+    )
 
 
-def delete(conn: Connection, res_type: str, res_id: str) -> Result:
+def delete(
+    conn: Connection, res_type: str, res_id: str, *, access: Access | None = None, grant: Grant | None = None
+) -> Result:
     """delete: keeps history; deleting a deleted resource is a no-op."""
     cur = repo.get_current(conn, res_type, res_id, lock=True)
+    if access is not None and _confined(access, grant):
+        access.check_stored(grant, cur if cur is not None and not cur.deleted else None)
     if cur is None:
         raise FHIRError.of(404, "not-found", f"{res_type}/{res_id} is not known.")
     if cur.deleted:
@@ -328,11 +400,21 @@ def delete(conn: Connection, res_type: str, res_id: str) -> Result:
     return Result(204, repo.mark_deleted(conn, cur))
 
 
-def conditional_delete(server: Server, conn: Connection, res_type: str, query: str) -> Result:
+def conditional_delete(
+    server: Server,
+    conn: Connection,
+    res_type: str,
+    query: str,
+    *,
+    access: Access | None = None,
+    grant: Grant | None = None,
+) -> Result:
     """DELETE T?params: deletes the single match; 412 when several match; 204 when none."""
     found = match(server, conn, res_type, query_pairs(query), limit=2)
     if len(found) > 1:
         raise FHIRError.of(412, "multiple-matches", f"The condition matched more than one {res_type}.")
     if not found:
         return Result(204)
+    if access is not None and _confined(access, grant):
+        access.check_stored(grant, found[0])
     return Result(204, repo.mark_deleted(conn, found[0]))

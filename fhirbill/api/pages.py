@@ -11,7 +11,10 @@ from urllib.parse import urlencode
 import orjson
 from sqlalchemy import Connection
 
+from fhirbill.api.access import Access
 from fhirbill.api.server import Server
+from fhirbill.auth.access import Grant
+from fhirbill.fhir.compartment import patient_param
 from fhirbill.fhir.dates import parse_fhir_date
 from fhirbill.fhir.errors import FHIRError, Issue, outcome
 from fhirbill.fhir.search_query import parse_search
@@ -68,6 +71,7 @@ def history_bundle(
     res_type: str | None = None,
     rid: int | None = None,
     res_id: str | None = None,
+    access: Access | None = None,
 ) -> dict[str, Any]:
     """A history Bundle, newest first, paged by keyset cursor."""
     count = parse_count(args.get("_count"))
@@ -87,6 +91,8 @@ def history_bundle(
     rows = repo.history(conn, res_type=res_type, rid=rid, since=since, before=before, limit=count + 1)
     more = len(rows) > count
     rows = rows[:count]
+    if access is not None and rid is None:
+        rows = [r for r in rows if access.visible(conn, [r]) or (r.deleted and access.may(r.res_type, "r"))]
     path = "/".join(p for p in (res_type, res_id, "_history") if p)
     keep = {k: args[k] for k in ("_count", "_since") if k in args}
     links = [
@@ -125,11 +131,59 @@ def history_bundle(
 INCLUDE_CAP = 1000
 
 
+def _confinement(
+    srv: Server, access: Access | None, rt: str, pairs: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], list[Any], Grant | None]:
+    """The search scope a token allows: granular-scope parameters to add, and a patient condition."""
+    grant = access.grant(rt, "s") if access is not None else None
+    if grant is None:
+        return pairs, [], None
+    if len(grant.constraints) > 1:
+        raise FHIRError.of(
+            403, "forbidden", "Searching under several granular scopes at once is not supported."
+        )
+    if grant.constraints:
+        pairs = pairs + sorted(grant.constraints[0].items())
+    pid = Access.patient(grant)
+    if pid is None or access is None:
+        return pairs, [], grant
+    mode = access.check_type(grant, rt)
+    if mode == "open":
+        return pairs, [], grant
+    param = None if mode == "self" else patient_param(rt, srv.params)
+    return pairs, [search.confine(param, pid)], grant
+
+
+def _other_patient(parsed: Any, rt: str, param: str | None, pid: str) -> bool:
+    """Does the query name a patient other than the token's (a 403, not an empty page)?"""
+    for clause in parsed.clauses:
+        if clause.chain or clause.has:
+            continue
+        code = clause.param.code
+        for v in clause.values:
+            if rt == "Patient" and code == "_id" and getattr(v, "code", pid) != pid:
+                return True
+            if code in (param, "patient") and getattr(v, "ref_type", "Patient") in ("Patient", None):
+                if getattr(v, "ref_id", pid) not in (pid, None):
+                    return True
+    return False
+
+
 def search_bundle(
-    srv: Server, conn: Connection, rt: str, pairs: list[tuple[str, str]], *, strict: bool
+    srv: Server,
+    conn: Connection,
+    rt: str,
+    pairs: list[tuple[str, str]],
+    *,
+    strict: bool,
+    access: Access | None = None,
 ) -> dict[str, Any]:
     """A searchset Bundle: one keyset page of matches, their includes, links and outcome notes."""
+    pairs, extra, grant = _confinement(srv, access, rt, pairs)
     parsed = parse_search(rt, pairs, srv.params, base_url=srv.base, strict=strict, passthrough=("_cursor",))
+    pid = Access.patient(grant)
+    if pid is not None and _other_patient(parsed, rt, patient_param(rt, srv.params), pid):
+        raise FHIRError.of(403, "forbidden", "This token may only search its own patient's records.")
     cursor_text = dict(parsed.extra).get("_cursor")
     cursor = None
     if cursor_text:
@@ -138,8 +192,10 @@ def search_bundle(
             raise FHIRError.of(400, "invalid", "The paging cursor is not valid.", "_cursor")
         cursor = {"d": values[0], "k": values[1]}
     want_total = parsed.total == "accurate" or (parsed.total is None and cursor is None)
-    page = search.run(conn, parsed, cursor, want_total=want_total)
+    page = search.run(conn, parsed, cursor, want_total=want_total, extra=extra)
     included, capped = search.includes(conn, parsed, page.rows, INCLUDE_CAP) if page.rows else ([], False)
+    if access is not None:
+        included = access.visible(conn, included)
 
     def url(extra: list[tuple[str, str]]) -> str:
         q = urlencode(list(parsed.self_params) + extra)

@@ -44,7 +44,11 @@ def scrub_all(
 
 
 def build(
-    billable: Sequence[dict[str, Any]], resolve: Resolve, config: X12Config, control: ControlNumbers, now: datetime
+    billable: Sequence[dict[str, Any]],
+    resolve: Resolve,
+    config: X12Config,
+    control: ControlNumbers,
+    now: datetime,
 ) -> tuple[Interchange, list[Rejected]]:
     """The interchange for the billable claims, plus any the translator still refused."""
     inter = build_837([ClaimInput(c, resolve) for c in billable], config, control, now)

@@ -355,11 +355,31 @@ def _encode_key(values: Sequence[Any]) -> list[Any]:
     return out
 
 
+def confine(param: str | None, patient: str) -> ColumnElement[bool]:
+    """Only one patient's records: its own Patient row (`param` None) or rows whose `param` names it."""
+    if param is None:
+        return R.c.res_id == patient
+    ref = idx_reference.alias()
+    return R.c.rid.in_(
+        select(ref.c.rid).where(
+            ref.c.res_type == R.c.res_type,
+            ref.c.param == param,
+            ref.c.ref_type == "Patient",
+            ref.c.ref_id == patient,
+        )
+    )
+
+
 def run(
-    conn: Connection, parsed: ParsedSearch, cursor: dict[str, Any] | None = None, *, want_total: bool = False
+    conn: Connection,
+    parsed: ParsedSearch,
+    cursor: dict[str, Any] | None = None,
+    *,
+    want_total: bool = False,
+    extra: Sequence[ColumnElement[bool]] = (),
 ) -> Page:
-    """Execute a search: one page, keyset-paged, plus the total when asked."""
-    conds = where(parsed)
+    """Execute a search: one page, keyset-paged, plus the total when asked; `extra` narrows it."""
+    conds = where(parsed) + list(extra)
     keys = list(parsed.sort)
     exprs = [_sort_expr(k, parsed.resource_type) for k in keys] + [R.c.rid]
     desc = [k.descending for k in keys] + [False]

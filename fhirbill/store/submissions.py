@@ -55,7 +55,9 @@ class SentClaim:
 def record(conn: Connection, isa13: int, when: datetime, text: str, claims: Iterable[SentClaim]) -> None:
     """Store an interchange and its claims and lines (one transaction with the allocation)."""
     claims = list(claims)
-    conn.execute(insert(x12_interchanges), {"isa13": isa13, "created": when, "claims": len(claims), "content": text})
+    conn.execute(
+        insert(x12_interchanges), {"isa13": isa13, "created": when, "claims": len(claims), "content": text}
+    )
     for c in claims:
         cid = conn.execute(
             insert(x12_claims).returning(x12_claims.c.id),

@@ -64,9 +64,7 @@ class ClaimReader:
         self.issues: list[Issue] = []
         self._resolve = inp.resolve
         self._contained = {
-            "#" + r["id"]: r
-            for r in self.claim.get("contained") or ()
-            if isinstance(r, dict) and "id" in r
+            "#" + r["id"]: r for r in self.claim.get("contained") or () if isinstance(r, dict) and "id" in r
         }
 
     def error(self, code: str, rule: str, diagnostics: str, expression: str) -> None:
@@ -93,15 +91,9 @@ class ClaimReader:
                     expression,
                 )
             return None
-        found = (
-            self._contained.get(reference)
-            if reference.startswith("#")
-            else self._resolve(reference)
-        )
+        found = self._contained.get(reference) if reference.startswith("#") else self._resolve(reference)
         if found is None:
-            self.error(
-                "not-found", "X12-REFERENCE", f"{what} {reference} cannot be resolved", expression
-            )
+            self.error("not-found", "X12-REFERENCE", f"{what} {reference} cannot be resolved", expression)
             return None
         if found.get("resourceType") not in types:
             self.error(

@@ -43,9 +43,7 @@ class X12Config:
         if digits(phone) != phone or not 10 <= len(phone) <= 15:
             raise ValueError("X12Config.submitter_contact_phone must be 10-15 digits")
         # Freeze the mapping too, so a shared config cannot change under a running batch.
-        object.__setattr__(
-            self, "payer_id_overrides", MappingProxyType(dict(self.payer_id_overrides))
-        )
+        object.__setattr__(self, "payer_id_overrides", MappingProxyType(dict(self.payer_id_overrides)))
 
     @property
     def submitter_name_x12(self) -> str:

@@ -29,14 +29,8 @@ class ControlNumbers:
     def __post_init__(self) -> None:
         for name in ("isa13", "gs06_start", "st02_start"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or not 1 <= value <= MAX_CONTROL
-            ):
-                raise ValueError(
-                    f"ControlNumbers.{name} must be an integer in 1..{MAX_CONTROL}: {value!r}"
-                )
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONTROL:
+                raise ValueError(f"ControlNumbers.{name} must be an integer in 1..{MAX_CONTROL}: {value!r}")
 
 
 def st02_text(st02: int) -> str:
@@ -87,11 +81,7 @@ def st_header(config: X12Config, kind: str, st02: int, bht03: str, now: datetime
     return [
         segment("ST", "837", st02_text(st02), VERSIONS[kind]),
         segment("BHT", "0019", "00", bht03, now.strftime("%Y%m%d"), now.strftime("%H%M"), "CH"),
-        segment(
-            "NM1", "41", "2", config.submitter_name_x12, "", "", "", "", "46", config.sender_id
-        ),
+        segment("NM1", "41", "2", config.submitter_name_x12, "", "", "", "", "46", config.sender_id),
         segment("PER", "IC", config.contact_name_x12, "TE", config.submitter_contact_phone),
-        segment(
-            "NM1", "40", "2", config.receiver_name_x12, "", "", "", "", "46", config.receiver_id
-        ),
+        segment("NM1", "40", "2", config.receiver_name_x12, "", "", "", "", "46", config.receiver_id),
     ]

@@ -60,9 +60,7 @@ def _info_code(r: ClaimReader, category: str, required: bool, pattern: str) -> s
             )
         return ""
     if not re.match(pattern, code):
-        r.error(
-            "value", "X12-" + category.upper(), f"{code!r} is not a NUBC {category} code", where
-        )
+        r.error("value", "X12-" + category.upper(), f"{code!r} is not a NUBC {category} code", where)
         return ""
     return code
 
@@ -188,9 +186,7 @@ def build_institutional(r: ClaimReader, config: X12Config) -> Translated | None:
 
     body = [*billing.segments, *ins.subscriber, *ins.patient]
     body.append(
-        segment(
-            "CLM", pcn, amount(total), "", "", composite(tob[1], "A", freq.code), "", "A", "Y", "Y"
-        )
+        segment("CLM", pcn, amount(total), "", "", composite(tob[1], "A", freq.code), "", "A", "Y", "Y")
     )
     body.append(segment("DTP", "434", "RD8", f"{start}-{end}"))
     if admitted:
@@ -199,9 +195,7 @@ def build_institutional(r: ClaimReader, config: X12Config) -> Translated | None:
     body += claim_level_refs(r, freq.payer_claim_number)
 
     principal, *others = diagnoses
-    body.append(
-        segment("HI", composite("ABK", principal.code, "", "", "", "", "", "", principal.poa))
-    )
+    body.append(segment("HI", composite("ABK", principal.code, "", "", "", "", "", "", principal.poa)))
     admitting = [d for d in others if "admitting" in d.types]
     if admitting:
         body.append(segment("HI", composite("ABJ", admitting[0].code)))

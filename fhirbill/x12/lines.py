@@ -123,9 +123,7 @@ def place_of_service(item: JSON) -> str:
     return ""
 
 
-def read_lines(
-    r: ClaimReader, items: list[JSON], require_procedure: bool, require_date: bool
-) -> list[Line]:
+def read_lines(r: ClaimReader, items: list[JSON], require_procedure: bool, require_date: bool) -> list[Line]:
     """Every Claim.item as a `Line`, recording issues for what is missing."""
     lines = []
     for n, item in enumerate(items):
@@ -133,9 +131,7 @@ def read_lines(
         if qty is None:
             qty = _ONE
         elif qty <= 0:
-            r.error(
-                "value", "X12-UNITS", "The quantity must be positive", f"Claim.item[{n}].quantity"
-            )
+            r.error("value", "X12-UNITS", "The quantity must be positive", f"Claim.item[{n}].quantity")
         unit = "MJ" if (item.get("quantity") or {}).get("code") == "min" else "UN"
         lines.append(
             Line(

@@ -106,9 +106,7 @@ def org_name(r: ClaimReader, resource: JSON | None, expr: str) -> str:
     return name
 
 
-def address(
-    r: ClaimReader, resource: JSON | None, expr: str, zip9: bool, required: bool = True
-) -> list[str]:
+def address(r: ClaimReader, resource: JSON | None, expr: str, zip9: bool, required: bool = True) -> list[str]:
     """N3 and N4 from the resource's address; with `required` False, [] instead of issues."""
     addr = postal_address(resource)
     problems: list[tuple[str, str, str]] = []
@@ -127,13 +125,9 @@ def address(
         if state not in US_STATES:
             problems.append(("value", "A US state code is required", f"{expr}.address.state"))
         if zip9 and len(postal) != 9:
-            problems.append(
-                ("value", "A 9-digit ZIP code (ZIP+4) is required", f"{expr}.address.postalCode")
-            )
+            problems.append(("value", "A 9-digit ZIP code (ZIP+4) is required", f"{expr}.address.postalCode"))
         elif len(postal) not in (5, 9):
-            problems.append(
-                ("value", "A 5- or 9-digit ZIP code is required", f"{expr}.address.postalCode")
-            )
+            problems.append(("value", "A 5- or 9-digit ZIP code is required", f"{expr}.address.postalCode"))
     if problems:
         if required:
             for code, diagnostics, where in problems:
@@ -142,16 +136,12 @@ def address(
     return [segment("N3", *lines[:2]), segment("N4", city, state, postal)]
 
 
-def demographics(
-    r: ClaimReader, person: JSON | None, expr: str, required: bool = True
-) -> list[str]:
+def demographics(r: ClaimReader, person: JSON | None, expr: str, required: bool = True) -> list[str]:
     """DMG with birth date and gender (unknown or other as U)."""
     birth = d8((person or {}).get("birthDate"))
     if birth is None:
         if required:
-            r.error(
-                "required", "X12-BIRTHDATE", "A full birth date is required", f"{expr}.birthDate"
-            )
+            r.error("required", "X12-BIRTHDATE", "A full birth date is required", f"{expr}.birthDate")
         return []
     return [segment("DMG", "D8", birth, _GENDER.get((person or {}).get("gender") or "", "U"))]
 
@@ -168,9 +158,7 @@ def checked_npi(r: ClaimReader, resource: JSON | None, expr: str, what: str) -> 
         )
         return ""
     if not luhn_npi_ok(value):
-        r.error(
-            "value", "X12-NPI", f"{what} NPI {value} fails the check digit", f"{expr}.identifier"
-        )
+        r.error("value", "X12-NPI", f"{what} NPI {value} fails the check digit", f"{expr}.identifier")
         return ""
     return value
 
@@ -189,17 +177,13 @@ def billing_provider(r: ClaimReader) -> Billing:
         return Billing(segments, "", ())
     is_org = provider["resourceType"] == "Organization"
     tax = taxonomy(
-        provider.get("type")
-        if is_org
-        else [q.get("code") for q in provider.get("qualification") or ()]
+        provider.get("type") if is_org else [q.get("code") for q in provider.get("qualification") or ()]
     )
     if tax:
         segments.append(segment("PRV", "BI", "PXC", tax))
     number = checked_npi(r, provider, expr, "The billing provider")
     if is_org:
-        segments.append(
-            segment("NM1", "85", "2", org_name(r, provider, expr), "", "", "", "", "XX", number)
-        )
+        segments.append(segment("NM1", "85", "2", org_name(r, provider, expr), "", "", "", "", "XX", number))
     else:
         segments.append(segment("NM1", "85", "1", *person_name(r, provider, expr), "XX", number))
     where = address(r, provider, expr, zip9=True)
@@ -245,9 +229,7 @@ def filing_indicator(coverage: JSON, institutional: bool) -> str:
 def payer_id(r: ClaimReader, payer: JSON, config: X12Config, expr: str) -> str:
     """The clearinghouse payer id: the configured override, else the NIIP-typed identifier."""
     key = payer.get("id") or ""
-    value = config.payer_id_overrides.get(key) or config.payer_id_overrides.get(
-        f"Organization/{key}"
-    )
+    value = config.payer_id_overrides.get(key) or config.payer_id_overrides.get(f"Organization/{key}")
     value = clean(value or typed_identifier(payer, V2_0203, "NIIP"), 80)
     if len(value) < 2:
         r.error(

@@ -108,11 +108,7 @@ def build_professional(r: ClaimReader, config: X12Config) -> Translated | None:
     place = lines[0].place if lines else ""
     if not place and claim.get("facility"):
         location = r.resolve(claim["facility"], "Claim.facility", ("Location",), "Claim.facility")
-        place = (
-            next((c for c in codes((location or {}).get("type"), POS_SYSTEMS)), "")
-            if location
-            else ""
-        )
+        place = next((c for c in codes((location or {}).get("type"), POS_SYSTEMS)), "") if location else ""
     if not place:
         r.error(
             "required",

@@ -145,10 +145,7 @@ def build_837(
         return Interchange("", control.isa13, refused=tuple(refused), next_control=control)
 
     count = sum(len(members) for members in groups.values())
-    if (
-        control.gs06_start + len(groups) - 1 > MAX_CONTROL
-        or control.st02_start + count - 1 > MAX_CONTROL
-    ):
+    if control.gs06_start + len(groups) - 1 > MAX_CONTROL or control.st02_start + count - 1 > MAX_CONTROL:
         raise ValueError("control numbers would pass 999999999 in this batch")
     term = "~\n" if config.line_breaks else "~"
     out = [isa(config, control.isa13, now)]

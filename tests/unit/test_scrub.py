@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from fhirbill.fhir.profiles import ProfileRegistry
 from fhirbill.fhir.billing import CLAIM_FREQUENCY_SYSTEM, PAYER_ICN_SYSTEM
+from fhirbill.fhir.profiles import ProfileRegistry
 from fhirbill.rcm.codes import npi_check_digit, npi_valid
 from fhirbill.rcm.scrub import claim_kind, date_range, scrub_claim
 

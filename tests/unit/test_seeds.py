@@ -12,8 +12,14 @@ from typing import Any
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from fhirbill.fhir.billing import NPI_SYSTEM, PCN_SYSTEM, TAX_ID_SYSTEM, V2_0203
-from fhirbill.fhir.billing import CLAIM_FREQUENCY_SYSTEM, PAYER_ICN_SYSTEM
+from fhirbill.fhir.billing import (
+    CLAIM_FREQUENCY_SYSTEM,
+    NPI_SYSTEM,
+    PAYER_ICN_SYSTEM,
+    PCN_SYSTEM,
+    TAX_ID_SYSTEM,
+    V2_0203,
+)
 from fhirbill.rcm.codes import npi_valid
 from fhirbill.rcm.scrub import date_range, scrub_claim
 

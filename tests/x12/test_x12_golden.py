@@ -54,13 +54,9 @@ def test_professional_subscriber_golden() -> None:
     ]
     assert find(segs, "N4")[0] == ["N4", "SPRINGFIELD", "IL", "627011234"]
     assert find(segs, "REF", "EI") == [["REF", "EI", "123456789"]]
-    assert find(segs, "NM1", "IL") == [
-        ["NM1", "IL", "1", "DOE", "JOHN", "Q", "", "", "MI", "MEM123456"]
-    ]
+    assert find(segs, "NM1", "IL") == [["NM1", "IL", "1", "DOE", "JOHN", "Q", "", "", "MI", "MEM123456"]]
     assert find(segs, "DMG") == [["DMG", "D8", "19800101", "M"]]
-    assert find(segs, "NM1", "PR") == [
-        ["NM1", "PR", "2", "ACME HEALTH PLAN", "", "", "", "", "PI", "ACME01"]
-    ]
+    assert find(segs, "NM1", "PR") == [["NM1", "PR", "2", "ACME HEALTH PLAN", "", "", "", "", "PI", "ACME01"]]
     assert find(segs, "NM1", "82") == [
         ["NM1", "82", "1", "SMITH", "ROBERT", "A", "", "MD", "XX", "1245319599"]
     ]
@@ -104,9 +100,7 @@ def test_institutional_golden_and_structure() -> None:
         ["SV2", "0450", "HC:99283", "300", "UN", "1"],
         ["SV2", "0300", "HC:80053", "50", "UN", "1"],
     ]
-    assert find(segs, "NM1", "71") == [
-        ["NM1", "71", "1", "JONES", "MARY", "", "", "", "XX", "1333333338"]
-    ]
+    assert find(segs, "NM1", "71") == [["NM1", "71", "1", "JONES", "MARY", "", "", "", "XX", "1333333338"]]
     assert find(segs, "NM1", "DN")[0][3] == "NGO"
     # The item's own line item control number wins over the derived one.
     assert result.claims[0].line_controls == {1: "PATACCT002-1", 2: "LINE0002"}

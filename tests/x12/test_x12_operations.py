@@ -85,8 +85,11 @@ def test_official_example_claims_are_refused_with_reasons(client: Any, seeded: A
         t, i = ref.split("/")
         stub: dict[str, Any] = {"resourceType": t, "id": i}
         if t == "Coverage":
-            stub |= {"status": "active", "beneficiary": {"reference": "Patient/1"},
-                     "payor": [{"reference": "Organization/2"}]}
+            stub |= {
+                "status": "active",
+                "beneficiary": {"reference": "Patient/1"},
+                "payor": [{"reference": "Organization/2"}],
+            }
         assert put(client, stub).status_code == 201
     assert put(client, claim).status_code == 201
     r = client.get("/fhir/Claim/100150/$x12")
@@ -96,10 +99,13 @@ def test_official_example_claims_are_refused_with_reasons(client: Any, seeded: A
 
 
 def test_batch_by_payer_and_parameters_answer(client: Any, seeded: Any) -> None:
-    body = {"resourceType": "Parameters", "parameter": [
-        {"name": "payer", "valueReference": {"reference": "Organization/acme-health-plan"}},
-        {"name": "claim", "valueReference": {"reference": "Claim/missing"}},
-    ]}
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "payer", "valueReference": {"reference": "Organization/acme-health-plan"}},
+            {"name": "claim", "valueReference": {"reference": "Claim/missing"}},
+        ],
+    }
     r = client.post("/fhir/Claim/$x12", json=body)
     assert r.status_code == 200
     params = r.json["parameter"]
@@ -111,16 +117,22 @@ def test_batch_by_payer_and_parameters_answer(client: Any, seeded: Any) -> None:
     assert [p["part"][0]["valueReference"]["reference"] for p in rejected] == ["Claim/missing"]
     sent = _count(seeded, x12_claims)
     assert sent >= 3
-    again = client.post("/fhir/Claim/$x12", json={"resourceType": "Parameters", "parameter": body["parameter"][:1]})
+    again = client.post(
+        "/fhir/Claim/$x12", json={"resourceType": "Parameters", "parameter": body["parameter"][:1]}
+    )
     assert again.json == {"resourceType": "Parameters"}  # everything of that payer is billed already
     assert client.post("/fhir/Claim/$x12", json={"resourceType": "Parameters"}).status_code == 400
 
 
-def test_cli_writes_the_file(seeded: Any, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_writes_the_file(
+    seeded: Any, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FHIRBILL_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("FHIRBILL_INSTANCE_DIR", str(tmp_path))
     out = tmp_path / "batch.x12"
-    result = CliRunner().invoke(main, ["x12", "837", "--payer", "Organization/lakeshore-blue", "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["x12", "837", "--payer", "Organization/lakeshore-blue", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert_pyx12_valid(out.read_text())
     summary = json.loads(result.stderr.strip().splitlines()[-1])

@@ -47,9 +47,7 @@ def test_official_examples_are_refused_with_clear_issues(path: Any) -> None:
     assert outcome["issue"][0]["expression"]
 
 
-def _refusal(
-    claim: dict[str, Any], extra: list[dict[str, Any]] | None = None
-) -> dict[str, tuple[str, ...]]:
+def _refusal(claim: dict[str, Any], extra: list[dict[str, Any]] | None = None) -> dict[str, tuple[str, ...]]:
     result = build([claim_input(claim, extra)])
     assert result.text == ""
     return {i.details_code or "": i.expression for i in result.refused[0].issues}
@@ -129,15 +127,11 @@ def test_billing_zip_must_have_9_digits() -> None:
             {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"},
             {"system": "urn:oid:2.16.840.1.113883.4.4", "value": "123456789"},
         ],
-        "address": [
-            {"line": ["1 A St"], "city": "Springfield", "state": "IL", "postalCode": "62701"}
-        ],
+        "address": [{"line": ["1 A St"], "city": "Springfield", "state": "IL", "postalCode": "62701"}],
     }
     claim = _subscriber()
     claim["provider"] = {"reference": "Organization/five-zip"}
-    assert _refusal(claim, [org]) == {
-        "X12-ADDRESS": ("Claim.provider.resolve().address.postalCode",)
-    }
+    assert _refusal(claim, [org]) == {"X12-ADDRESS": ("Claim.provider.resolve().address.postalCode",)}
 
 
 def test_replacement_without_payer_claim_number_and_bad_code_shapes() -> None:

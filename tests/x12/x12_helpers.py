@@ -48,16 +48,12 @@ def _walk(node: Any, out: list[str]) -> None:
     """Collect every error in the errh tree: ISA/GS/ST/segment errors and their element errors."""
     label = getattr(node, "seg_id", None) or getattr(node, "id", "?")
     for err in getattr(node, "errors", ()):
-        out.append(
-            f"{label}: {err[0]} {err[1]}" + (f" ({err[2]})" if len(err) > 2 and err[2] else "")
-        )
+        out.append(f"{label}: {err[0]} {err[1]}" + (f" ({err[2]})" if len(err) > 2 and err[2] else ""))
     for ele in getattr(node, "elements", ()):
         for cde, _text, value in ele.errors:
             ref = f"{label}{ele.ele_pos:02d}" if label in ("ISA", "GS", "ST") else ele.name
             out.append(
-                f"{ref} ({value}): {cde}"
-                if label == "ISA"
-                else f"{label} {ref} ({value}): {cde} {_text}"
+                f"{ref} ({value}): {cde}" if label == "ISA" else f"{label} {ref} ({value}): {cde} {_text}"
             )
     for child in getattr(node, "children", ()):
         _walk(child, out)

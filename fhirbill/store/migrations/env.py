@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import fhirbill.store.auth_tables  # noqa: F401  (registers the SMART tables on the metadata)
 from fhirbill.store.tables import metadata
 
 engine = context.config.attributes["engine"]

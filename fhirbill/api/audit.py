@@ -1,0 +1,77 @@
+"""The HIPAA audit trail: one AuditEvent per FHIR request, stored as a FHIR resource.
+
+A successful write stores its AuditEvent in the write's own transaction. Everything else
+(reads, searches, refusals, failed writes) goes through a small per-process buffer that a
+background thread flushes in batches, so that reads do not take the database's write lock
+one by one. `flush()` drains it (tests, shutdown).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection
+
+from fhirbill.api.server import Server
+from fhirbill.store import resources as repo
+from fhirbill.store.db import write_tx
+
+log = logging.getLogger("fhirbill.audit")
+
+
+def store(conn: Connection, srv: Server, events: Iterable[dict[str, Any]]) -> None:
+    """Insert AuditEvents (server-built, so not re-validated) in the caller's transaction."""
+    for event in events:
+        repo.create(conn, event, srv.indexer, method="POST")
+
+
+class AuditBuffer:
+    """Queue AuditEvents and write them in batches from a daemon thread."""
+
+    def __init__(self, srv: Server, batch: int = 500) -> None:
+        self.srv = srv
+        self.batch = batch
+        self._q: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        atexit.register(self.flush)
+
+    def put(self, event: dict[str, Any]) -> None:
+        """Queue one event (starting the writer thread on first use, after any fork)."""
+        self._q.put(event)
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._q.get()
+            self._write([first])
+
+    def _write(self, head: list[dict[str, Any]]) -> None:
+        events = head
+        while len(events) < self.batch:
+            try:
+                events.append(self._q.get_nowait())
+            except queue.Empty:
+                break
+        if not events:
+            return
+        try:
+            with write_tx(self.srv.engine) as conn:
+                store(conn, self.srv, events)
+        except Exception as exc:  # keep the writer alive; the events are lost and that is logged
+            log.error("audit write failed", extra={"error": type(exc).__name__, "events": len(events)})
+
+    def flush(self) -> None:
+        """Write everything queued so far, from the calling thread."""
+        with self._lock:
+            while not self._q.empty():
+                self._write([])
