@@ -36,34 +36,26 @@ def _race(n: int, fn: Any) -> list[Any]:
 
 
 def test_two_updates_with_the_same_if_match(base_url: str) -> None:
-    assert (
-        requests.put(
-            f"{base_url}/Patient/race",
-            json={"resourceType": "Patient", "id": "race"},
-            headers=HDR,
-            timeout=30,
-        ).status_code
-        == 201
+    first = requests.put(
+        f"{base_url}/Patient/race", json={"resourceType": "Patient", "id": "race"}, headers=HDR, timeout=30
     )
+    assert first.status_code == 201
     for attempt in range(5):
         version = requests.get(f"{base_url}/Patient/race", timeout=30).json()["meta"]["versionId"]
-        statuses = _race(
-            2,
-            lambda i: (
-                requests.put(
-                    f"{base_url}/Patient/race",
-                    json={
-                        "resourceType": "Patient",
-                        "id": "race",
-                        "gender": ["male", "female"][i],
-                        "birthDate": f"200{attempt}-01-01",
-                    },
-                    headers={**HDR, "If-Match": f'W/"{version}"'},
-                    timeout=30,
-                ).status_code
-            ),
-        )
-        assert sorted(statuses) == [200, 412]
+
+        def update(i: int, attempt: int = attempt, version: str = version) -> int:
+            body = {
+                "resourceType": "Patient",
+                "id": "race",
+                "gender": ["male", "female"][i],
+                "birthDate": f"200{attempt}-01-01",
+            }
+            headers = {**HDR, "If-Match": f'W/"{version}"'}
+            return requests.put(
+                f"{base_url}/Patient/race", json=body, headers=headers, timeout=30
+            ).status_code
+
+        assert sorted(_race(2, update)) == [200, 412]
     hist = requests.get(f"{base_url}/Patient/race/_history", timeout=30).json()
     assert hist["total"] == 6
 
