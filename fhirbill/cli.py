@@ -20,10 +20,16 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+DEMO_AUTH = "smart/demo.json"
+
+
 def _server() -> Any:
+    """The Server for this command; its connection pool is closed when the command ends."""
     from fhirbill.api.server import Server
 
-    return Server.build(_settings())
+    srv = Server.build(_settings())
+    click.get_current_context().call_on_close(srv.engine.dispose)
+    return srv
 
 
 @click.group()
@@ -73,7 +79,11 @@ def db_upgrade() -> None:
     from fhirbill.store.migrate import upgrade
 
     settings = _settings()
-    upgrade(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     click.echo(json.dumps({"database": _safe_url(settings.database_url), "migrations": "head"}))
 
 
@@ -83,7 +93,11 @@ def db_check() -> None:
     from fhirbill.store.db import make_engine
     from fhirbill.store.migrate import check
 
-    check(make_engine(_settings().database_url))
+    engine = make_engine(_settings().database_url)
+    try:
+        check(engine)
+    finally:
+        engine.dispose()
     click.echo(json.dumps({"drift": False}))
 
 
@@ -106,15 +120,46 @@ def db_reindex(res_type: str | None) -> None:
 def seed(as_json: bool) -> None:
     """Load the demo practice from seeds/ (idempotent)."""
     from fhirbill.api.imports import import_paths
+    from fhirbill.auth.demo import load_demo
+    from fhirbill.store.db import write_tx
 
     srv = _server()
     files = sorted(srv.settings.seeds_dir.glob("*.json"))
     if not files:
         raise click.ClickException(f"No seed bundles in {srv.settings.seeds_dir}.")
     summary = import_paths(srv, files, progress=not as_json)
+    demo = srv.settings.seeds_dir / DEMO_AUTH
+    if demo.exists():
+        try:
+            with write_tx(srv.engine) as conn:
+                summary["smart"] = load_demo(conn, demo, srv.settings.instance_dir)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
     _print_summary(summary, as_json)
+    if not as_json:
+        _token_help(srv.settings)
     if summary["failed"]:
         sys.exit(1)
+
+
+def _token_help(settings: Settings) -> None:
+    """Tell a newcomer how to call the seeded demo with a token."""
+    from fhirbill.auth.demo import CREDENTIALS_FILE
+    from fhirbill.auth.views import urls
+
+    creds = settings.instance_dir / CREDENTIALS_FILE
+    if not creds.exists():
+        return
+    token_url = urls(settings.base_url)["token"]
+    click.echo(
+        "\nGet a token for the demo billing service (secret in "
+        f"{creds}):\n"
+        f"  SECRET=$(python3 -c \"import json;print(json.load(open('{creds}'))['demo-billing-service']['client_secret'])\")\n"
+        f"  TOKEN=$(curl -s -u demo-billing-service:$SECRET -d grant_type=client_credentials "
+        f"-d 'scope=system/*.rs' {token_url} | python3 -c \"import sys,json;print(json.load(sys.stdin)['access_token'])\")\n"
+        f'  curl -H "Authorization: Bearer $TOKEN" "{settings.base_url}/Claim?patient=john-carter"\n'
+        "Patient app sign-in (authorize page): users john / demo-password-john, linda / demo-password-linda."
+    )
 
 
 @main.command("import")
@@ -195,3 +240,116 @@ def x12_837(claims: tuple[str, ...], payer: str | None, out: Path | None) -> Non
     click.echo(json.dumps(summary), err=True)
     if not run.text:
         sys.exit(1)
+
+
+def _admin(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run an auth admin function in a write transaction; bad input becomes a clear CLI error."""
+    from fhirbill.store.db import write_tx
+
+    srv = _server()
+    try:
+        with write_tx(srv.engine) as conn:
+            return fn(conn, *args, **kwargs)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def clients() -> None:
+    """OAuth client registrations (SMART apps and backend services)."""
+
+
+@clients.command("add")
+@click.option("--name", required=True)
+@click.option("--grant-type", required=True, type=click.Choice(["authorization_code", "client_credentials"]))
+@click.option("--redirect-uri", "redirect_uris", multiple=True)
+@click.option("--origin", "origins", multiple=True, help="A browser origin CORS allows for this client.")
+@click.option(
+    "--scope", default=None, help='One space-separated string, e.g. "patient/*.rs openid fhirUser".'
+)
+@click.option("--public", is_flag=True, help="A public client (PKCE, no secret).")
+@click.option(
+    "--secret", is_flag=True, help="A confidential client with a generated secret (client_secret_basic)."
+)
+@click.option("--jwks-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--jwks-uri", default=None)
+def clients_add(
+    name: str,
+    grant_type: str,
+    redirect_uris: tuple[str, ...],
+    origins: tuple[str, ...],
+    scope: str | None,
+    public: bool,
+    secret: bool,
+    jwks_file: Path | None,
+    jwks_uri: str | None,
+) -> None:
+    """Register a client; prints {"client_id": ..., "client_secret": ...}."""
+    from fhirbill.auth import admin
+
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = json.loads(jwks_file.read_text())
+        except json.JSONDecodeError:
+            raise click.ClickException(f"{jwks_file} is not valid JSON.") from None
+    out = _admin(
+        admin.add_client,
+        name=name,
+        grant_type=grant_type,
+        redirect_uris=redirect_uris,
+        origins=origins,
+        scope=scope,
+        public=public,
+        secret=secret,
+        jwks=jwks,
+        jwks_uri=jwks_uri,
+    )
+    click.echo(json.dumps(out))
+
+
+@clients.command("list")
+def clients_list() -> None:
+    """List registered clients (never their secrets)."""
+    from fhirbill.auth import admin
+
+    click.echo(json.dumps(_admin(admin.list_clients)))
+
+
+@clients.command("revoke")
+@click.argument("client_id")
+def clients_revoke(client_id: str) -> None:
+    """Revoke a client and every token issued to it."""
+    from fhirbill.auth import admin
+
+    if not _admin(admin.revoke_client, client_id):
+        raise click.ClickException(f"No client {client_id}.")
+    click.echo(json.dumps({"client_id": client_id, "revoked": True}))
+
+
+@main.group()
+def users() -> None:
+    """People who sign in on the authorize page."""
+
+
+@users.command("add")
+@click.option("--username", required=True)
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from standard input.")
+@click.option("--patient", default=None, help="Patient/ID this user is.")
+@click.option("--fhir-user", default=None, help="Practitioner/ID (or other fhirUser) this user is.")
+def users_add(username: str, password_stdin: bool, patient: str | None, fhir_user: str | None) -> None:
+    """Create a user linked to a Patient or a Practitioner."""
+    from fhirbill.auth import admin
+
+    password = sys.stdin.readline().rstrip("\n")
+    out = _admin(admin.add_user, username, password, patient=patient, fhir_user=fhir_user)
+    click.echo(json.dumps(out))
+
+
+@main.command()
+@click.option("--patient", required=True, help="The Patient id the EHR launch is about.")
+def launch(patient: str) -> None:
+    """Create an EHR launch context; prints {"launch": "..."}."""
+    from fhirbill.auth import admin
+
+    click.echo(json.dumps(_admin(admin.new_launch, patient)))
