@@ -91,7 +91,7 @@ def history_bundle(
     rows = repo.history(conn, res_type=res_type, rid=rid, since=since, before=before, limit=count + 1)
     more = len(rows) > count
     rows = rows[:count]
-    if access is not None and rid is None:
+    if access is not None:  # instance history too: older versions may have been another patient's
         rows = [r for r in rows if access.visible(conn, [r]) or (r.deleted and access.may(r.res_type, "r"))]
     path = "/".join(p for p in (res_type, res_id, "_history") if p)
     keep = {k: args[k] for k in ("_count", "_since") if k in args}
@@ -151,7 +151,7 @@ def _confinement(
     if mode == "open":
         return pairs, [], grant
     param = None if mode == "self" else patient_param(rt, srv.params)
-    return pairs, [search.confine(param, pid)], grant
+    return pairs, [search.confine(rt, param, pid)], grant
 
 
 def _other_patient(parsed: Any, rt: str, param: str | None, pid: str) -> bool:
@@ -184,6 +184,8 @@ def search_bundle(
     pid = Access.patient(grant)
     if pid is not None and _other_patient(parsed, rt, patient_param(rt, srv.params), pid):
         raise FHIRError.of(403, "forbidden", "This token may only search its own patient's records.")
+    if access is not None:
+        access.check_hops(grant, parsed)
     cursor_text = dict(parsed.extra).get("_cursor")
     cursor = None
     if cursor_text:

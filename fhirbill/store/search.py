@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    exists,
     false,
     func,
     literal,
@@ -26,7 +27,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
 )
 
 from fhirbill.fhir.dates import DATE_MAX
@@ -213,28 +213,49 @@ def _instant_cond(v: DateValue, col: Any) -> ColumnElement[bool]:
     return col >= v.low  # ge
 
 
-def _rids_matching(clause: SearchClause, types: Sequence[str]) -> Select[Any]:
-    """rids of resources of `types` whose `clause.param` matches any value (modifiers applied)."""
+def _rids_matching(clause: SearchClause, types: Sequence[str], correlate: Any = None) -> Select[Any]:
+    """rids of resources of `types` whose `clause.param` matches any value (modifiers applied);
+    with `correlate`, only the row of that resource alias (for an EXISTS test)."""
     p = clause.param
     t = INDEX_TABLES[p.type].alias()
     base = select(t.c.rid).where(t.c.res_type.in_(types), t.c.param == clause.index_param)
+    if correlate is not None:
+        base = base.where(t.c.rid == correlate.c.rid)
     if clause.missing is not None:
         return base
     return base.where(or_(false(), *(_value_cond(p.type, t, v, clause.modifier) for v in clause.values)))
 
 
-def _target_cond(clause: SearchClause, rt: Any, types: Sequence[str]) -> ColumnElement[bool]:
-    """The condition for the last hop: on resource alias `rt` of `types`."""
+def _target_cond(
+    clause: SearchClause, rt: Any, types: Sequence[str], *, drives: bool = True
+) -> ColumnElement[bool]:
+    """The condition for the last hop: on resource alias `rt` of `types`.
+
+    The clause that `drives` the query is an IN over its index rows; the others are EXISTS tests
+    on the few rows it yields, instead of each materialising every match of its own.
+    """
     p = clause.param
     if p.column is not None:
         if clause.missing is not None:
             return false() if clause.missing else true()
         cond = _column_cond(p, rt, clause.values)
         return not_(cond) if clause.negated else cond
+    if not drives:
+        test = exists(_rids_matching(clause, types, correlate=rt))
+        return not_(test) if clause.missing is True or clause.negated else test
     sub = _rids_matching(clause, types)
     if clause.missing is True or clause.negated:
         return rt.c.rid.not_in(sub)
     return rt.c.rid.in_(sub)
+
+
+def _refs_to(ref: Any, types: Sequence[str], ids_of: Any) -> ColumnElement[bool]:
+    """Reference rows pointing at resources of `types` chosen by `ids_of(type)` (a subquery of ids).
+
+    One `ref_type = T AND ref_id IN (...)` per type, so every database can use the
+    (res_type, param, ref_id, ref_type) index; a row-value IN cannot on SQLite.
+    """
+    return or_(false(), *(and_(ref.c.ref_type == t, ref.c.ref_id.in_(ids_of(t))) for t in types))
 
 
 def _chain_cond(clause: SearchClause, rt: Any, types: Sequence[str], hops: int) -> ColumnElement[bool]:
@@ -242,51 +263,84 @@ def _chain_cond(clause: SearchClause, rt: Any, types: Sequence[str], hops: int) 
     if hops == len(clause.chain):
         return _target_cond(clause, rt, types)
     link = clause.chain[hops]
-    target = R.alias()
     ref = idx_reference.alias()
-    targets = select(target.c.res_type, target.c.res_id).where(
-        target.c.res_type.in_(link.target_types),
-        target.c.deleted.is_(False),
-        _chain_cond(clause, target, link.target_types, hops + 1),
-    )
+
+    def ids_of(t: str) -> Any:
+        target = R.alias()
+        return select(target.c.res_id).where(
+            target.c.res_type == t, target.c.deleted.is_(False), _chain_cond(clause, target, (t,), hops + 1)
+        )
+
     return rt.c.rid.in_(
         select(ref.c.rid).where(
             ref.c.res_type.in_(types),
             ref.c.param == link.param.code,
-            tuple_(ref.c.ref_type, ref.c.ref_id).in_(targets),
+            _refs_to(ref, link.target_types, ids_of),
         )
     )
 
 
-def clause_cond(clause: SearchClause, rt: Any, res_type: str) -> ColumnElement[bool]:
+def clause_cond(clause: SearchClause, rt: Any, res_type: str, *, drives: bool = True) -> ColumnElement[bool]:
     """One clause as a condition on resource alias `rt` of type `res_type`."""
-    if not clause.has:
-        return _chain_cond(clause, rt, (res_type,), 0)
-    return _has_cond(clause, rt, 0)
+    if clause.has:
+        return _has_cond(clause, rt, res_type, 0)
+    if not clause.chain:
+        return _target_cond(clause, rt, (res_type,), drives=drives)
+    return _chain_cond(clause, rt, (res_type,), 0)
 
 
-def _has_cond(clause: SearchClause, rt: Any, hop: int) -> ColumnElement[bool]:
+def _has_cond(clause: SearchClause, rt: Any, res_type: str, hop: int) -> ColumnElement[bool]:
     """`_has`: resources that a source type points at, where the source matches the rest."""
     link = clause.has[hop]
     src = R.alias()
     ref = idx_reference.alias()
     if hop + 1 < len(clause.has):
-        inner = _has_cond(clause, src, hop + 1)
+        inner = _has_cond(clause, src, link.source_type, hop + 1)
     else:
         inner = _chain_cond(clause, src, (link.source_type,), 0)
     sources = select(src.c.rid).where(src.c.res_type == link.source_type, src.c.deleted.is_(False), inner)
-    return tuple_(rt.c.res_type, rt.c.res_id).in_(
-        select(ref.c.ref_type, ref.c.ref_id).where(
-            ref.c.res_type == link.source_type, ref.c.param == link.param.code, ref.c.rid.in_(sources)
+    return rt.c.res_id.in_(
+        select(ref.c.ref_id).where(
+            ref.c.res_type == link.source_type,
+            ref.c.param == link.param.code,
+            ref.c.ref_type == res_type,
+            ref.c.rid.in_(sources),
         )
     )
 
 
+def _narrows(clause: SearchClause) -> bool:
+    """Does the clause select rids from an index table of the searched type (so it can drive the query)?"""
+    return (
+        clause.param.column is None and not clause.negated and clause.missing is not True and not clause.has
+    )
+
+
+# Which clause drives a search: the likeliest to be selective first.
+_SELECTIVITY = {"reference": 0, "token": 1, "uri": 2, "string": 3, "date": 4, "number": 5, "quantity": 5}
+
+
+def _driver(clauses: Sequence[SearchClause]) -> SearchClause | None:
+    simple = [c for c in clauses if _narrows(c) and not c.chain and not c.has]
+    if not simple:
+        return None
+    return min(simple, key=lambda c: (_SELECTIVITY.get(c.param.type, 9), c.missing is not None))
+
+
 def where(parsed: ParsedSearch, rt: Any = R) -> list[ColumnElement[bool]]:
-    """Every condition of a search on the resources table (or an alias of it)."""
-    conds: list[ColumnElement[bool]] = [rt.c.res_type == parsed.resource_type, rt.c.deleted.is_(False)]
+    """Every condition of a search on the resources table (or an alias of it).
+
+    When an index clause already picks rows of the type, the `res_type = ?` test is left out:
+    otherwise SQLite walks every resource of the type through the (res_type, ...) index instead
+    of looking up the few rids the index clause yields.
+    """
+    conds: list[ColumnElement[bool]] = [rt.c.deleted.is_(False)]
+    if not any(_narrows(c) for c in parsed.clauses):
+        conds.insert(0, rt.c.res_type == parsed.resource_type)
+    driver = _driver(parsed.clauses)
     for clause in parsed.clauses:
-        conds.append(clause_cond(clause, rt, parsed.resource_type))
+        drives = driver is None or clause is driver
+        conds.append(clause_cond(clause, rt, parsed.resource_type, drives=drives))
     return conds
 
 
@@ -330,14 +384,26 @@ def _keyset(exprs: list[Any], desc: list[bool], boundary: list[Any], after: bool
 
 
 def _decode_key(values: list[Any], kinds: list[str]) -> list[Any]:
+    """A cursor's sort-key values, typed back; ValueError when one is not what `kinds` says
+    (a tampered cursor must be a 400, never a value of the wrong type in the SQL)."""
     out: list[Any] = []
     for v, kind in zip(values, kinds, strict=True):
-        if kind in ("date", "last_updated") and isinstance(v, str):
+        if kind == "rid":
+            if type(v) is not int:
+                raise ValueError("rid")
+            out.append(v)
+        elif not isinstance(v, str):
+            raise ValueError(kind)
+        elif kind in ("date", "last_updated"):
             out.append(datetime.fromisoformat(v))
-        elif kind in ("number", "quantity") and isinstance(v, str):
-            out.append(Decimal(v))
-        elif kind == "rid":
-            out.append(int(v))
+        elif kind in ("number", "quantity"):
+            try:
+                d = Decimal(v)
+            except ArithmeticError:  # decimal.InvalidOperation is not a ValueError
+                raise ValueError(kind) from None
+            if not d.is_finite():
+                raise ValueError(kind)
+            out.append(d)
         else:
             out.append(v)
     return out
@@ -485,8 +551,16 @@ def _include(conn: Connection, spec: IncludeSpec, frontier: list[Stored]) -> lis
         q = q.where(ref.c.param == spec.param.code)
     if spec.target_type:
         q = q.where(ref.c.ref_type == spec.target_type)
-    targets = select(R).where(tuple_(R.c.res_type, R.c.res_id).in_(q.distinct()), R.c.deleted.is_(False))
-    return _stored(conn.execute(targets))
+    by_type: dict[str, set[str]] = {}
+    for t, i in conn.execute(q.distinct()):
+        by_type.setdefault(t, set()).add(i)
+    out: list[Stored] = []
+    for t, ids in by_type.items():
+        rows = conn.execute(
+            select(R).where(R.c.res_type == t, R.c.res_id.in_(sorted(ids)), R.c.deleted.is_(False))
+        )
+        out.extend(_stored(rows))
+    return out
 
 
 def _revinclude(conn: Connection, spec: IncludeSpec, frontier: list[Stored]) -> list[Stored]:
@@ -496,7 +570,12 @@ def _revinclude(conn: Connection, spec: IncludeSpec, frontier: list[Stored]) -> 
     if not keys:
         return []
     ref = idx_reference
-    q = select(ref.c.rid).where(tuple_(ref.c.ref_type, ref.c.ref_id).in_(keys))
+    by_type: dict[str, list[str]] = {}
+    for t, i in keys:
+        by_type.setdefault(t, []).append(i)
+    q = select(ref.c.rid).where(
+        or_(*(and_(ref.c.ref_type == t, ref.c.ref_id.in_(ids)) for t, ids in by_type.items()))
+    )
     if spec.source_type:
         q = q.where(ref.c.res_type == spec.source_type)
     if spec.param is not None:

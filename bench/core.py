@@ -1,0 +1,246 @@
+"""Sections over HTTP: REST core (create, read, search), transaction Bundles, search at scale."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.harness import ROOT, BenchError, Http, Result, measure
+
+SYNTHEA = ROOT.parent / "shared" / "fixtures" / "synthea-r4"
+PCN_SYSTEM = "urn:fhirbill:patient-control-number"
+FHIR_JSON = "application/fhir+json"
+SEARCH = "/fhir/Claim?patient=john-carter&_count=20"
+
+
+@dataclass
+class Row:
+    """One line of the report: fhirbill's figure, the floor's (if any), the target."""
+
+    section: str
+    db: str
+    op: str
+    unit: str
+    fb: Result
+    floor: Result | None = None
+    target: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.fb.rate / self.floor.rate if self.floor and self.floor.rate else None
+
+
+def seed_resources() -> list[dict[str, Any]]:
+    """Every resource of the demo seed Bundles."""
+    out = []
+    for path in sorted((ROOT / "seeds").glob("*.json")):
+        data = json.loads(path.read_text())
+        if data.get("resourceType") == "Bundle":
+            out += [e["resource"] for e in data.get("entry") or []]
+    return out
+
+
+def claim_bodies(n: int) -> list[bytes]:
+    """`n` billable Claims for POST: the seed claim of John Carter, each with its own control number."""
+    seed = next(r for r in seed_resources() if r["resourceType"] == "Claim")
+    base = {k: v for k, v in seed.items() if k not in ("id", "meta")}
+    stamp = f"{int(time.time()) % 100000:05d}"
+    out = []
+    for i in range(n):
+        claim = dict(base, identifier=[{"system": PCN_SYSTEM, "value": f"BENCH{stamp}-{i:07d}"}])
+        out.append(orjson.dumps(claim))
+    return out
+
+
+def _id_from(location: str) -> str:
+    return location.split("/Claim/", 1)[1].split("/", 1)[0]
+
+
+def rest_core(
+    servers: list[tuple[str, Http]], floor: Http, db: str, threads: int, seconds: float, creates: int
+) -> list[Row]:
+    """Claim create, read by id and search by patient: each fhirbill variant, then the floor, per op.
+
+    `servers` are (label, client) pairs; every variant's ratio is against the same floor figure.
+    """
+    bodies = claim_bodies(creates)
+    ids: dict[str, list[str]] = {}
+
+    def create(client: Http, key: str) -> Any:
+        counter = itertools.count()
+        ids[key] = []
+
+        def fn() -> None:
+            hdrs, _ = client.expect("POST", "/fhir/Claim", 201, bodies[next(counter)], FHIR_JSON)
+            ids[key].append(_id_from(hdrs["location"]))
+
+        return fn
+
+    def read(client: Http, key: str) -> Any:
+        def fn() -> None:
+            if not ids[key]:
+                raise BenchError("no Claim was created to read")
+            client.expect("GET", f"/fhir/Claim/{random.choice(ids[key])}", 200)
+
+        return fn
+
+    def search(client: Http, _key: str) -> Any:
+        def fn() -> None:
+            client.expect("GET", SEARCH, 200)
+
+        return fn
+
+    rows = []
+    for op, make, target, limit in (
+        ("Claim create", create, ">= 0.4", creates),
+        ("Claim read by id", read, ">= 0.8", None),
+        ("Claim?patient=john-carter&_count=20", search, "", None),
+    ):
+        measured = [(label, measure(make(c, label), threads, seconds, limit)) for label, c in servers]
+        res_floor = measure(make(floor, "floor"), threads, seconds, limit)
+        for label, res in measured:
+            name = op if not label else f"{op} [{label}]"
+            rows.append(Row("rest", db, name, "req/s", res, res_floor, target if not label else ""))
+    matches = sum(len(v) for k, v in ids.items() if k != "floor") + 1
+    for row in rows[-len(servers) :]:
+        row.op += f" ({matches:,} vs {len(ids['floor']):,} matches)"
+    return rows
+
+
+def synthea_bundles() -> list[tuple[str, bytes, int]]:
+    """The Synthea transaction Bundles: (file name, body, entry count)."""
+    out = []
+    for path in sorted(SYNTHEA.glob("*.json")):
+        body = path.read_bytes()
+        out.append((path.name.split("_")[0] + "_" + path.name.split("_")[1], body, body.count(b'"request"')))
+    return out
+
+
+def _outcome_summary(data: bytes) -> str:
+    try:
+        issues = orjson.loads(data).get("issue") or []
+    except orjson.JSONDecodeError:
+        return data[:200].decode(errors="replace")
+    return "; ".join(
+        f"{i.get('diagnostics', i.get('code'))} at {', '.join(i.get('expression') or [])}" for i in issues[:3]
+    )
+
+
+def transactions(fb: Http, floor: Http, db: str, seconds: float) -> list[Row]:
+    """Every Synthea bundle once through POST /fhir, against the floor's one-transaction insert."""
+    bundles = synthea_bundles()
+    if not bundles:
+        return []
+
+    def post(client: Http, path: str) -> Any:
+        lock = threading.Lock()
+        todo = iter(bundles)
+
+        def fn() -> int:
+            with lock:
+                name, body, n = next(todo)
+            status, _, data = client.request("POST", path, body, {"Content-Type": FHIR_JSON})
+            if status != 200:
+                raise BenchError(f"{name}: HTTP {status}: {_outcome_summary(data)}")
+            return n
+
+        return fn
+
+    budget = max(seconds * 4, 30)
+    res_fb = measure(post(fb, "/fhir"), 2, budget, len(bundles))
+    res_floor = measure(post(floor, "/bundle"), 2, budget, len(bundles))
+    op = f"Synthea transactions ({res_fb.ops}/{len(bundles)} bundles, 2 clients)"
+    return [Row("transaction", db, op, "resources/s", res_fb, res_floor, ">= 0.3")]
+
+
+# --------------------------------------------------------------------------------------------
+# Search at scale (opt-in): bulk-load through the store, search over HTTP.
+
+
+def load_scale(database_url: str, instance_dir: Path, base_url: str, n: int, patients: int) -> str:
+    """Write `patients` Patients and `n` Claims and `n` EOBs through fhirbill's store and indexer."""
+    from fhirbill.api.server import Server
+    from fhirbill.settings import Settings
+    from fhirbill.store.db import write_tx
+    from fhirbill.store.resources import create
+
+    srv = Server.build(Settings(instance_dir=instance_dir, database_url=database_url, base_url=base_url))
+    seeds = seed_resources()
+    pick = {(r["resourceType"], r["id"]): r for r in seeds}
+    patient = pick[("Patient", "john-carter")]
+    claim = pick[("Claim", "john-carter-2026-03-10")]
+    eob = pick[("ExplanationOfBenefit", "john-carter-2026-03-10")]
+    start = time.perf_counter()
+
+    def write(make: Any, count: int) -> None:
+        for lo in range(0, count, 5000):
+            with write_tx(srv.engine) as conn:
+                for i in range(lo, min(count, lo + 5000)):
+                    res_id, data = make(i)
+                    create(conn, data, srv.indexer, res_id=res_id)
+
+    def make_patient(i: int) -> tuple[str, dict[str, Any]]:
+        p = copy.deepcopy(patient)
+        p["identifier"] = [{"system": "urn:bench:mrn", "value": f"MRN{i:06d}"}]
+        p["name"] = [{"family": f"Bench{i}", "given": ["Pat"]}]
+        return f"bench-p{i}", p
+
+    def day(i: int) -> str:
+        return (date(2025, 1, 1) + timedelta(days=(i * 7919) % 730)).isoformat()
+
+    def make_claim(i: int) -> tuple[str, dict[str, Any]]:
+        c = copy.deepcopy(claim)
+        d = day(i)
+        c["patient"] = {"reference": f"Patient/bench-p{i % patients}"}
+        c["identifier"] = [{"system": PCN_SYSTEM, "value": f"SC{i:08d}"}]
+        c["created"] = d
+        c["billablePeriod"] = {"start": d, "end": d}
+        for item in c["item"]:
+            item["servicedDate"] = d
+        return f"bench-c{i}", c
+
+    def make_eob(i: int) -> tuple[str, dict[str, Any]]:
+        e = copy.deepcopy(eob)
+        d = day(i)
+        e["patient"] = {"reference": f"Patient/bench-p{i % patients}"}
+        e["claim"] = {"reference": f"Claim/bench-c{i}"}
+        e["billablePeriod"] = {"start": d, "end": d}
+        for item in e.get("item") or []:
+            item.pop("servicedPeriod", None)
+            item["servicedDate"] = d
+        return f"bench-e{i}", e
+
+    write(make_patient, patients)
+    write(make_claim, n)
+    write(make_eob, n)
+    srv.engine.dispose()
+    secs = time.perf_counter() - start
+    return f"{patients + 2 * n} resources bulk-loaded in {secs:.0f} s ({(patients + 2 * n) / secs:.0f}/s)"
+
+
+def scale_search(fb: Http, db: str, threads: int, seconds: float, patients: int, n: int) -> list[Row]:
+    """Patient plus date range with _include, on the bulk-loaded Claims and EOBs."""
+    rows = []
+    for rt, date_param in (("Claim", "created"), ("ExplanationOfBenefit", "service-date")):
+        query = f"/fhir/{rt}?patient=bench-p{{}}&{date_param}=ge2026-01-01&_include={rt}:patient&_count=20"
+        _, data = fb.expect("GET", query.format(0), 200)
+        entries = orjson.loads(data).get("entry") or []
+        matched = sum(1 for e in entries if e.get("search", {}).get("mode") != "include")
+        res = measure(
+            lambda q=query: fb.expect("GET", q.format(random.randrange(patients)), 200) and None,
+            threads,
+            seconds,
+        )
+        op = f"{rt}?patient&{date_param}=ge2026&_include ({n:,} {rt}s, page {matched}+{len(entries) - matched})"
+        rows.append(Row("scale", db, op, "req/s", res, None, "p99 < 50 ms"))
+    return rows
