@@ -26,8 +26,7 @@ log = logging.getLogger("fhirbill.audit")
 
 def store(conn: Connection, srv: Server, events: Iterable[dict[str, Any]]) -> None:
     """Insert AuditEvents (server-built, so not re-validated) in the caller's transaction."""
-    for event in events:
-        repo.create(conn, event, srv.indexer, method="POST")
+    repo.create_many(conn, list(events), srv.indexer)
 
 
 class AuditBuffer:
@@ -69,9 +68,14 @@ class AuditBuffer:
                 store(conn, self.srv, events)
         except Exception as exc:  # keep the writer alive; the events are lost and that is logged
             log.error("audit write failed", extra={"error": type(exc).__name__, "events": len(events)})
+        finally:
+            for _ in events:
+                self._q.task_done()
 
     def flush(self) -> None:
-        """Write everything queued so far, from the calling thread."""
+        """Write everything queued so far, from the calling thread, and wait for any batch the
+        writer thread has already taken (otherwise a flush could return before it is stored)."""
         with self._lock:
             while not self._q.empty():
                 self._write([])
+        self._q.join()

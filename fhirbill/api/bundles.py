@@ -43,6 +43,7 @@ class Entry:
     if_match: str | None
     target_id: str | None = None  # id decided before execution (POST, conditional PUT)
     matched: repo.Stored | None = None  # conditional create that found its match
+    same_as: Entry | None = None  # an earlier conditional create with the same condition
     checked: Checked | None = None
     result: dict[str, Any] = field(default_factory=dict)
     outcome: ia.Result | None = None  # what the interaction did (for import summaries)
@@ -86,20 +87,24 @@ def process(
     return batch(srv, raw, strict, access)
 
 
+def _label(i: int, full_url: Any) -> str:
+    """How an outcome names an entry: its index and, when it has one, its fullUrl."""
+    return f"Entry {i}" + (f" ({full_url})" if isinstance(full_url, str) and full_url else "")
+
+
 def parse_entry(i: int, e: Any) -> Entry:
-    """Parse and check the shape of one entry; FHIRError names the entry."""
+    """Parse and check the shape of one entry; FHIRError names the entry (and its fullUrl)."""
     path = f"Bundle.entry[{i}]"
     if not isinstance(e, dict):
         raise FHIRError.of(400, "structure", f"Entry {i} is not an object.", path)
+    label = _label(i, e.get("fullUrl"))
     req = e.get("request")
     if not isinstance(req, dict) or not req.get("method") or not req.get("url"):
-        raise FHIRError.of(
-            400, "required", f"Entry {i} has no request with method and url.", f"{path}.request"
-        )
+        raise FHIRError.of(400, "required", f"{label} has no request with method and url.", f"{path}.request")
     method = str(req["method"]).upper()
     if method not in _ORDER:
         raise FHIRError.of(
-            400, "not-supported", f"Entry {i}: method {method} is not supported.", f"{path}.request.method"
+            400, "not-supported", f"{label}: method {method} is not supported.", f"{path}.request.method"
         )
     url = str(req["url"])
     parts = urlsplit(url)
@@ -109,38 +114,38 @@ def parse_entry(i: int, e: Any) -> Entry:
         raise FHIRError.of(
             400,
             "not-supported",
-            f"Entry {i}: '{res_type}' is not a supported resource type.",
+            f"{label}: '{res_type}' is not a supported resource type.",
             f"{path}.request.url",
         )
     res_id = segs[1] if len(segs) > 1 else None
     if res_id is not None and not ID_RE.match(res_id):
         raise FHIRError.of(
-            400, "value", f"Entry {i}: the id in request.url is not a valid FHIR id.", f"{path}.request.url"
+            400, "value", f"{label}: the id in request.url is not a valid FHIR id.", f"{path}.request.url"
         )
     resource = e.get("resource")
     if method in ("POST", "PUT"):
         if not isinstance(resource, dict):
-            raise FHIRError.of(400, "required", f"Entry {i}: {method} needs a resource.", f"{path}.resource")
+            raise FHIRError.of(400, "required", f"{label}: {method} needs a resource.", f"{path}.resource")
         if resource.get("resourceType") == "Bundle" and resource.get("type") in ("batch", "transaction"):
             raise FHIRError.of(
                 400,
                 "not-supported",
-                f"Entry {i}: nested batch/transaction Bundles are not allowed.",
+                f"{label}: nested batch/transaction Bundles are not allowed.",
                 f"{path}.resource",
             )
         if resource.get("resourceType") != res_type:
             raise FHIRError.of(
                 400,
                 "invalid",
-                f"Entry {i}: resourceType does not match request.url.",
+                f"{label}: resourceType does not match request.url.",
                 f"{path}.resource.resourceType",
             )
     if method == "PUT" and res_id is None and not parts.query:
         raise FHIRError.of(
-            400, "invalid", f"Entry {i}: PUT needs Type/id or a conditional query.", f"{path}.request.url"
+            400, "invalid", f"{label}: PUT needs Type/id or a conditional query.", f"{path}.request.url"
         )
     if method in ("PATCH", "DELETE") and res_id is None and not (method == "DELETE" and parts.query):
-        raise FHIRError.of(400, "invalid", f"Entry {i}: {method} needs Type/id.", f"{path}.request.url")
+        raise FHIRError.of(400, "invalid", f"{label}: {method} needs Type/id.", f"{path}.request.url")
     return Entry(
         i,
         method,
@@ -171,7 +176,7 @@ def _rewrite(value: Any, mapping: dict[str, str]) -> Any:
 
 def _fail(entry: Entry, exc: FHIRError) -> FHIRError:
     """Re-home an entry's error under Bundle.entry[i]."""
-    label = f"Entry {entry.index}" + (f" ({entry.full_url})" if entry.full_url else "")
+    label = _label(entry.index, entry.full_url)
     issues = []
     for iss in exc.issues:
         expr = tuple(
@@ -182,7 +187,8 @@ def _fail(entry: Entry, exc: FHIRError) -> FHIRError:
             else f"{entry.path}"
             for e in iss.expression
         ) or (entry.path,)
-        issues.append(Issue(iss.severity, iss.code, f"{label}: {iss.diagnostics}", expr, iss.details_code))
+        diagnostics = iss.diagnostics if iss.diagnostics.startswith(label) else f"{label}: {iss.diagnostics}"
+        issues.append(Issue(iss.severity, iss.code, diagnostics, expr, iss.details_code))
     return FHIRError(exc.status, issues)
 
 
@@ -190,11 +196,13 @@ def transaction(srv: Server, entries: list[Entry], access: Access | None = None)
     """All or nothing, in one database transaction."""
     with write_tx(srv.engine) as conn:
         mapping: dict[str, str] = {}
+        conditions: dict[tuple[str, str, tuple[tuple[str, str], ...]], Entry] = {}
         for en in entries:
             try:
-                _plan(srv, conn, en, mapping)
+                _plan(srv, conn, en, mapping, access, conditions=conditions)
             except FHIRError as exc:
                 raise _fail(en, exc) from None
+        _check_overlaps(entries)
         deferred = ia.Deferred()
         for en in entries:
             if en.resource is not None:
@@ -208,21 +216,66 @@ def transaction(srv: Server, entries: list[Entry], access: Access | None = None)
                 en.result = _execute(srv, conn, en, deferred, access)
             except FHIRError as exc:
                 raise _fail(en, exc) from None
+        # One existence query for every reference of the bundle, now that all entries are written.
         by_index = {en.index: en for en in entries}
+        found = repo.existing(conn, [(r.resource_type, r.id) for _, r in deferred.refs])
         for prefix, ref in deferred.refs:
-            try:
-                ia.resolve_refs(conn, [ref], None)
-            except FHIRError as exc:
-                raise _fail(by_index[int(prefix)], exc) from None
+            if (ref.resource_type, ref.id) not in found:
+                try:
+                    ia.resolve_refs(conn, [ref], None)
+                except FHIRError as exc:
+                    raise _fail(by_index[int(prefix)], exc) from None
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": [en.result for en in entries]}
 
 
-def _plan(srv: Server, conn: Connection, en: Entry, mapping: dict[str, str]) -> None:
-    """Decide each entry's server id before anything is written, so references can be rewritten."""
-    if en.method == "POST":
+def _check_overlaps(entries: list[Entry]) -> None:
+    """FHIR: a transaction fails when two entries write the same resource (ids as resolved)."""
+    seen: dict[tuple[str, str], Entry] = {}
+    for en in entries:
+        res_id = en.target_id if en.method in ("POST", "PUT") else en.res_id
+        if en.same_as is not None or en.method in ("GET", "HEAD") or res_id is None:
+            continue
+        first = seen.setdefault((en.res_type, res_id), en)
+        if first is not en:
+            raise _fail(
+                en,
+                FHIRError.of(
+                    400,
+                    "invalid",
+                    f"{en.res_type}/{res_id} is also written by entry {first.index}; "
+                    "a transaction may touch each resource once.",
+                ),
+            )
+
+
+def _plan(
+    srv: Server,
+    conn: Connection,
+    en: Entry,
+    mapping: dict[str, str],
+    access: Access | None = None,
+    *,
+    conditions: dict[tuple[str, str, tuple[tuple[str, str], ...]], Entry] | None = None,
+) -> None:
+    """Decide each entry's server id before anything is written, so references can be rewritten.
+
+    With `conditions`, entries with the same condition resolve together: a conditional create
+    repeating an earlier one's ifNoneExist is that same resource (not a duplicate), and a
+    conditional update repeating an earlier query gets its id (so the overlap check refuses it).
+    """
+    acl: dict[str, Any] = {"access": access, "grant": _authorize(access, en)}
+    cond = en.if_none_exist if en.method == "POST" else None
+    if en.method == "PUT" and en.res_id is None:
+        cond = en.query
+    key = (en.method, en.res_type, tuple(sorted(ia.query_pairs(cond)))) if cond else None
+    first = conditions.setdefault(key, en) if conditions is not None and key else en
+    if first is not en:
+        en.target_id, en.matched = first.target_id, first.matched
+        en.same_as = first if en.method == "POST" else None
+    elif en.method == "POST":
         if en.if_none_exist:
             ia._guard(conn, en.res_type, en.if_none_exist)
-            found = ia.match(srv, conn, en.res_type, ia.query_pairs(en.if_none_exist), limit=2)
+            found = ia.match(srv, conn, en.res_type, ia.query_pairs(en.if_none_exist), limit=2, **acl)
             if len(found) > 1:
                 raise FHIRError.of(
                     412, "multiple-matches", f"ifNoneExist matched more than one {en.res_type}."
@@ -233,7 +286,7 @@ def _plan(srv: Server, conn: Connection, en: Entry, mapping: dict[str, str]) -> 
     elif en.method == "PUT":
         if en.res_id is None:
             ia._guard(conn, en.res_type, en.query)
-            found = ia.match(srv, conn, en.res_type, ia.query_pairs(en.query), limit=2)
+            found = ia.match(srv, conn, en.res_type, ia.query_pairs(en.query), limit=2, **acl)
             if len(found) > 1:
                 raise FHIRError.of(
                     412, "multiple-matches", f"The condition matched more than one {en.res_type}."
@@ -276,7 +329,13 @@ def _execute(
         return {"response": {"status": "204 No Content"}}
     if en.method == "POST":
         assert en.checked is not None
+        if en.same_as is not None:  # ran before this one: entries run in index order per method
+            assert en.same_as.outcome is not None and en.same_as.outcome.stored is not None
+            en.outcome = ia.Result(200, en.same_as.outcome.stored, changed=False)
+            return _response(srv, en.outcome)
         if en.matched is not None:
+            if access is not None:
+                access.check_stored(grant, en.matched)
             en.outcome = ia.Result(200, en.matched, changed=False)
             return _response(srv, en.outcome)
         en.outcome = ia.create(

@@ -79,17 +79,34 @@ def render(data: dict[str, Any], res_id: str, version: int, when: datetime) -> s
     return orjson.dumps(out).decode()
 
 
+def _sql(conn: Connection, text: str) -> str:
+    """A statement written with ? placeholders, in the driver's own parameter style."""
+    return text if conn.dialect.paramstyle == "qmark" else text.replace("?", "%s")
+
+
+def _when(value: Any) -> datetime:
+    """A timestamp read with driver SQL (SQLite hands back text)."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+# The hot paths below skip SQLAlchemy's statement processing (about 0.1 ms a statement, more
+# than the statement itself on SQLite) and run driver SQL that both databases accept.
+_CURRENT = "SELECT rid, res_type, res_id, version, last_updated, deleted, content FROM resources WHERE res_type = ? AND res_id = ?"
+
+
 def _row(r: Any, method: str = "") -> Stored:
     return Stored(r.rid, r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content, method)
 
 
 def get_current(conn: Connection, res_type: str, res_id: str, *, lock: bool = False) -> Stored | None:
     """The current row of a resource (deleted ones included), optionally locked for update."""
-    q = select(resources).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
-    if lock and conn.dialect.name != "sqlite":  # SQLite writers are already serialised
-        q = q.with_for_update()
-    r = conn.execute(q).first()
-    return _row(r) if r else None
+    sql = _CURRENT + (
+        " FOR UPDATE" if lock and conn.dialect.name != "sqlite" else ""
+    )  # SQLite writers are serialised
+    r = conn.exec_driver_sql(_sql(conn, sql), (res_type, res_id)).first()
+    if r is None:
+        return None
+    return Stored(r[0], r[1], r[2], r[3], _when(r[4]), bool(r[5]), r[6])
 
 
 def get_version(conn: Connection, res_type: str, res_id: str, version: int) -> Stored | None:
@@ -106,24 +123,30 @@ def get_version(conn: Connection, res_type: str, res_id: str, version: int) -> S
 
 
 def existing(conn: Connection, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of these (type, id) pairs exist and are not deleted."""
-    by_type: dict[str, list[str]] = {}
-    for rt, rid in set(keys):
-        by_type.setdefault(rt, []).append(rid)
+    """Which of these (type, id) pairs exist and are not deleted (one query per 200 keys)."""
+    keys = sorted(set(keys))
     found: set[tuple[str, str]] = set()
-    for rt, ids in by_type.items():
-        for i in range(0, len(ids), 500):
-            # type = ? AND id IN (...) uses the unique (res_type, res_id) index on every database;
-            # a row-value IN does not on SQLite.
-            rows = conn.execute(
-                select(resources.c.res_id).where(
-                    resources.c.res_type == rt,
-                    resources.c.res_id.in_(ids[i : i + 500]),
-                    resources.c.deleted.is_(False),
-                )
-            )
-            found.update((rt, r[0]) for r in rows)
+    for i in range(0, len(keys), 200):
+        chunk = keys[i : i + 200]
+        # (type = ? AND id = ?) OR ... uses the unique (res_type, res_id) index for each term on
+        # both databases; a row-value IN scans the table on SQLite.
+        terms = " OR ".join(["(res_type = ? AND res_id = ?)"] * len(chunk))
+        sql = f"SELECT res_type, res_id FROM resources WHERE ({terms}) AND deleted = ?"
+        params = [v for key in chunk for v in key] + [False]
+        found.update((r[0], r[1]) for r in conn.exec_driver_sql(_sql(conn, sql), tuple(params)))
     return found
+
+
+def _index_params(kind: str, rid: int, res_type: str, values: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    cols = _INDEX_COLUMNS[kind]
+    limits = _MAX_LEN[kind]
+    params = []
+    for tup in values:
+        rec: dict[str, Any] = {"rid": rid, "res_type": res_type, "param": tup[0]}
+        for name, limit, val in zip(cols, limits, tup[1:], strict=True):
+            rec[name] = val[:limit] if limit and isinstance(val, str) else val
+        params.append(rec)
+    return params
 
 
 def write_index(conn: Connection, rid: int, res_type: str, rows: IndexRows, *, fresh: bool) -> None:
@@ -132,18 +155,8 @@ def write_index(conn: Connection, rid: int, res_type: str, rows: IndexRows, *, f
         for table in INDEX_TABLES.values():
             conn.execute(sql_delete(table).where(table.c.rid == rid))
     for kind, values in rows.items():
-        if not values:
-            continue
-        cols = _INDEX_COLUMNS[kind]
-        limits = _MAX_LEN[kind]
-        params = []
-        for tup in values:
-            rec: dict[str, Any] = {"rid": rid, "res_type": res_type}
-            for name, limit, val in zip(cols, limits, tup[1:], strict=True):
-                rec[name] = val[:limit] if limit and isinstance(val, str) else val
-            rec["param"] = tup[0]
-            params.append(rec)
-        conn.execute(insert(INDEX_TABLES[kind]), params)
+        if values:
+            conn.execute(insert(INDEX_TABLES[kind]), _index_params(kind, rid, res_type, values))
 
 
 def create(
@@ -158,23 +171,26 @@ def create(
     """Insert version 1 of a new resource; 409 if the id is taken (the caller decides to update)."""
     when = when or now_utc()
     res_type = data["resourceType"]
+    chosen = res_id is not None
     res_id = res_id or new_id()
     text = render(data, res_id, 1, when)
-    try:
-        with conn.begin_nested():
-            rid = conn.execute(
-                insert(resources).returning(resources.c.rid),
-                {
-                    "res_type": res_type,
-                    "res_id": res_id,
-                    "version": 1,
-                    "last_updated": when,
-                    "deleted": False,
-                    "content": text,
-                },
-            ).scalar_one()
-    except IntegrityError:
-        raise FHIRError.of(409, "conflict", f"{res_type}/{res_id} already exists.") from None
+    row = {
+        "res_type": res_type,
+        "res_id": res_id,
+        "version": 1,
+        "last_updated": when,
+        "deleted": False,
+        "content": text,
+    }
+    stmt = insert(resources).returning(resources.c.rid)
+    if not chosen:  # 128 random bits cannot collide; no savepoint needed
+        rid = conn.execute(stmt, row).scalar_one()
+    else:
+        try:
+            with conn.begin_nested():
+                rid = conn.execute(stmt, row).scalar_one()
+        except IntegrityError:
+            raise FHIRError.of(409, "conflict", f"{res_type}/{res_id} already exists.") from None
     conn.execute(
         insert(resource_versions),
         {
@@ -189,6 +205,59 @@ def create(
     )
     write_index(conn, rid, res_type, indexer(orjson.loads(text)), fresh=True)
     return Stored(rid, res_type, res_id, 1, when, False, text, method)
+
+
+def create_many(
+    conn: Connection, items: list[dict[str, Any]], indexer: Indexer, *, method: str = "POST"
+) -> list[Stored]:
+    """Insert many new resources with server ids in a few multi-row statements (audit batches)."""
+    if not items:
+        return []
+    when = now_utc()
+    rows = []
+    for data in items:
+        res_id = new_id()
+        rows.append(
+            {
+                "res_type": data["resourceType"],
+                "res_id": res_id,
+                "version": 1,
+                "last_updated": when,
+                "deleted": False,
+                "content": render(data, res_id, 1, when),
+            }
+        )
+    rids = (
+        conn.execute(insert(resources).returning(resources.c.rid, sort_by_parameter_order=True), rows)
+        .scalars()
+        .all()
+    )
+    conn.execute(
+        insert(resource_versions),
+        [
+            {
+                "rid": rid,
+                "version": 1,
+                "res_type": r["res_type"],
+                "res_id": r["res_id"],
+                "last_updated": when,
+                "method": method,
+                "content": r["content"],
+            }
+            for rid, r in zip(rids, rows, strict=True)
+        ],
+    )
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for rid, r in zip(rids, rows, strict=True):
+        for kind, values in indexer(orjson.loads(r["content"])).items():
+            merged.setdefault(kind, []).extend(_index_params(kind, rid, r["res_type"], values))
+    for kind, params in merged.items():
+        if params:
+            conn.execute(insert(INDEX_TABLES[kind]), params)
+    return [
+        Stored(rid, r["res_type"], r["res_id"], 1, when, False, r["content"], method)
+        for rid, r in zip(rids, rows, strict=True)
+    ]
 
 
 def same_content(current: Stored, data: dict[str, Any]) -> bool:
