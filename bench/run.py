@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the extra REST run of fhirbill built with create_app(authorization=False)",
     )
     p.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
+    p.add_argument(
+        "--batch-claims", type=int, default=10_000, help="claims in the 837 database batch (default 10000)"
+    )
     p.add_argument("--skip-837", action="store_true", help="skip the 837 section")
     p.add_argument("--skip-transactions", action="store_true", help="skip the Synthea transaction section")
     p.add_argument(
@@ -223,10 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not args.skip_837:
-        from bench.x837 import x837
+        from bench.x837 import batch_from_database, x837
 
         print("\n[837] building and validating ...", flush=True)
         r, n = x837(args.seconds, args.pyx12_claims)
+        rows += r
+        notes += n
+        print(f"[837] a {args.batch_claims:,}-claim batch from the database ...", flush=True)
+        batch_dir = Path(tempfile.mkdtemp(prefix="fhirbill-bench-x12-"))
+        try:
+            r, n = batch_from_database(args.batch_claims, batch_dir)
+        finally:
+            shutil.rmtree(batch_dir, ignore_errors=True)
         rows += r
         notes += n
 
