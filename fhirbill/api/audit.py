@@ -1,9 +1,10 @@
 """The HIPAA audit trail: one AuditEvent per FHIR request, stored as a FHIR resource.
 
 A successful write stores its AuditEvent in the write's own transaction. Everything else
-(reads, searches, refusals, failed writes) goes through a small per-process buffer that a
-background thread flushes in batches, so that reads do not take the database's write lock
-one by one. `flush()` drains it (tests, shutdown).
+(reads, searches, refusals, failed writes) goes through a bounded per-process buffer that a
+background thread writes in batches, so that reads do not take the database's write lock
+one by one. `flush()` drains it (tests, and at exit). Events still queued when a process is
+killed outright (SIGKILL) are lost: the price of not writing on every read.
 """
 
 from __future__ import annotations
@@ -32,22 +33,26 @@ def store(conn: Connection, srv: Server, events: Iterable[dict[str, Any]]) -> No
 class AuditBuffer:
     """Queue AuditEvents and write them in batches from a daemon thread."""
 
-    def __init__(self, srv: Server, batch: int = 500) -> None:
+    def __init__(self, srv: Server, batch: int = 500, capacity: int = 10_000) -> None:
         self.srv = srv
         self.batch = batch
-        self._q: queue.Queue[dict[str, Any]] = queue.Queue()
+        # Bounded: under sustained load requests wait for the writer instead of memory growing.
+        self._q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         atexit.register(self.flush)
 
     def put(self, event: dict[str, Any]) -> None:
         """Queue one event (starting the writer thread on first use, after any fork)."""
-        self._q.put(event)
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
                     self._thread.start()
+        try:
+            self._q.put(event, timeout=10)
+        except queue.Full:  # the writer is stuck: record this one from the request's own thread
+            self._write([event])
 
     def _run(self) -> None:
         while True:
