@@ -172,7 +172,7 @@ def load_scale(database_url: str, instance_dir: Path, base_url: str, n: int, pat
     from fhirbill.api.server import Server
     from fhirbill.settings import Settings
     from fhirbill.store.db import write_tx
-    from fhirbill.store.resources import create
+    from fhirbill.store.resources import create_many
 
     srv = Server.build(Settings(instance_dir=instance_dir, database_url=database_url, base_url=base_url))
     seeds = seed_resources()
@@ -183,11 +183,13 @@ def load_scale(database_url: str, instance_dir: Path, base_url: str, n: int, pat
     start = time.perf_counter()
 
     def write(make: Any, count: int) -> None:
-        for lo in range(0, count, 5000):
+        for lo in range(0, count, 2000):
+            batch = []
+            for i in range(lo, min(count, lo + 2000)):
+                res_id, data = make(i)
+                batch.append({**data, "id": res_id})
             with write_tx(srv.engine) as conn:
-                for i in range(lo, min(count, lo + 5000)):
-                    res_id, data = make(i)
-                    create(conn, data, srv.indexer, res_id=res_id)
+                create_many(conn, batch, srv.indexer)
 
     def make_patient(i: int) -> tuple[str, dict[str, Any]]:
         p = copy.deepcopy(patient)

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection
 
 from fhirbill.api.server import Server
 from fhirbill.auth.access import Grant, Principal, require
 from fhirbill.fhir.compartment import patient_access, patient_param
 from fhirbill.fhir.errors import FHIRError
+from fhirbill.fhir.search_query import ParsedSearch
+from fhirbill.store import search
 from fhirbill.store.resources import Stored
 
 # The scope letter each interaction needs.
@@ -77,6 +79,35 @@ class Access:
             raise _forbidden(f"{res_type} is not available to a patient-confined token.")
         return mode
 
+    def confinement(self, grant: Grant | None, res_type: str) -> list[ColumnElement[bool]]:
+        """SQL conditions that keep a query (search or conditional match) inside the grant's patient."""
+        pid = self.patient(grant)
+        if pid is None:
+            return []
+        mode = self.check_type(grant, res_type)
+        if mode == "open":
+            return []
+        return [search.confine(None if mode == "self" else patient_param(res_type, self.srv.params), pid)]
+
+    def check_hops(self, grant: Grant | None, parsed: ParsedSearch) -> None:
+        """Chained and `_has` parameters may only reach types the caller may search, and a
+        search that is not itself confined to the patient (Organization, ...) may not reach
+        patient-confined records at all: its results would reveal other patients'."""
+        if not self.enabled:
+            return
+        rt = parsed.resource_type
+        confined = self.patient(grant) is not None and self.check_type(grant, rt) != "open"
+        for clause in parsed.clauses:
+            reached = [h.source_type for h in clause.has]
+            reached += [t for link in clause.chain for t in link.target_types]
+            for t in reached:
+                g = self.grant(t, "s")
+                if self.patient(g) is not None and self.check_type(g, t) != "open" and not confined:
+                    raise _forbidden(
+                        f"Chained or _has parameters from {rt} may not reach {t} "
+                        "with a patient-confined token."
+                    )
+
     def owner(self, data: dict[str, Any]) -> set[str]:
         """The Patient ids a resource's patient element names (its own id for a Patient)."""
         rt = data["resourceType"]
@@ -88,8 +119,28 @@ class Access:
         rows = self.srv.indexer(data).get("reference", [])
         return {r[2] for r in rows if r[0] == param and r[1] == "Patient" and r[2]}
 
+    def meets(self, grant: Grant | None, data: dict[str, Any]) -> bool:
+        """Whether a resource satisfies a granular scope's parameters (v2 `...rs?type=sys|code`);
+        token parameters only: anything else is not matched, so not granted."""
+        if grant is None or not grant.constraints:
+            return True
+        tokens = self.srv.indexer(data).get("token", [])
+
+        def match(param: str, value: str) -> bool:
+            for alt in value.split(","):
+                system, bar, code = alt.rpartition("|")
+                for row in tokens:
+                    if row[0] == param and row[2] == code and (not bar or row[1] == (system or None)):
+                        return True
+            return False
+
+        return any(all(match(p, v) for p, v in c.items()) for c in grant.constraints)
+
     def check_data(self, grant: Grant | None, data: dict[str, Any]) -> None:
-        """A write by a patient-confined token must stay inside that patient's records."""
+        """A write by a patient-confined token must stay inside that patient's records, and a
+        granular scope's writes inside its parameters."""
+        if not self.meets(grant, data):
+            raise _forbidden("The resource is outside the access token's granular scope.")
         pid = self.patient(grant)
         if pid is None:
             return
@@ -102,14 +153,16 @@ class Access:
     def check_stored(self, grant: Grant | None, stored: Stored | None) -> None:
         """A stored resource (or its absence) seen through a patient-confined token: same 403 either way."""
         pid = self.patient(grant)
-        if pid is None:
+        if pid is None and not (grant is not None and grant.constraints):
             return
         if stored is None or stored.content is None:
             raise _forbidden("Not available to this token.")
-        mode = self.check_type(grant, stored.res_type)
-        if mode == "open":
+        data = orjson.loads(stored.content)
+        if not self.meets(grant, data):
+            raise _forbidden("Not available to this token.")
+        if pid is None or self.check_type(grant, stored.res_type) == "open":
             return
-        if pid not in self.owner(orjson.loads(stored.content)):
+        if pid not in self.owner(data):
             raise _forbidden("Not available to this token.")
 
     def visible(self, conn: Connection, rows: list[Stored]) -> list[Stored]:

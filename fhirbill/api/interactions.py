@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,6 +24,7 @@ from fhirbill.fhir.errors import FHIRError, Issue
 from fhirbill.fhir.search_query import parse_search
 from fhirbill.fhir.validation import Checked, LocalRef, validate_resource
 from fhirbill.store import resources as repo
+from fhirbill.store import search
 from fhirbill.store.search import find
 from fhirbill.store.tables import create_guards
 
@@ -48,13 +49,27 @@ class Deferred:
 
 
 def match(
-    server: Server, conn: Connection, res_type: str, pairs: list[tuple[str, str]], limit: int = 2
+    server: Server,
+    conn: Connection,
+    res_type: str,
+    pairs: list[tuple[str, str]],
+    limit: int = 2,
+    *,
+    access: Access | None = None,
+    grant: Grant | None = None,
 ) -> list[repo.Stored]:
     """Resources matching a condition (If-None-Exist, conditional update/delete); unknown
-    parameters are an error here, since ignoring one could match the wrong resource."""
+    parameters are an error here, since ignoring one could match the wrong resource.
+    A patient-confined grant matches only its patient's records (other patients' records
+    must not show through as a 412 or a 403)."""
     parsed = parse_search(res_type, pairs, server.params, base_url=server.base, strict=True)
     if not parsed.clauses:
         raise FHIRError.of(400, "invalid", "A conditional request needs at least one search parameter.")
+    extra = access.confinement(grant, res_type) if access is not None else []
+    if extra:
+        if access is not None:
+            access.check_hops(grant, parsed)
+        return search.run(conn, replace(parsed, count=limit), extra=extra).rows
     return find(conn, parsed, limit)
 
 
@@ -174,7 +189,7 @@ def create(
     rt = data["resourceType"]
     if if_none_exist:
         _guard(conn, rt, if_none_exist)
-        found = match(server, conn, rt, query_pairs(if_none_exist), limit=2)
+        found = match(server, conn, rt, query_pairs(if_none_exist), limit=2, access=access, grant=grant)
         if len(found) > 1:
             raise FHIRError.of(412, "multiple-matches", f"If-None-Exist matched more than one {rt}.")
         if found:
@@ -189,7 +204,8 @@ def create(
 
 
 def _confined(access: Access | None, grant: Grant | None) -> bool:
-    return access is not None and access.patient(grant) is not None
+    """Whether stored resources must be checked one by one: a patient or granular-scope grant."""
+    return access is not None and grant is not None and (grant.patient is not None or bool(grant.constraints))
 
 
 def read(
@@ -270,8 +286,10 @@ def update(
     expected = parse_etag(if_match) if if_match else None
     for _attempt in range(2):
         cur = repo.get_current(conn, res_type, res_id, lock=True)
-        if access is not None and _confined(access, grant) and cur is not None and not cur.deleted:
-            access.check_stored(grant, cur)  # a write may not take a resource from another patient
+        if access is not None and _confined(access, grant):
+            # A write may not take a resource from another patient; and no update-as-create with
+            # a client-chosen id either, or 201 versus 403 would tell which ids exist.
+            access.check_stored(grant, cur if cur is not None and not cur.deleted else None)
         if expected is not None and (cur is None or cur.version != expected):
             raise FHIRError.of(
                 412,
@@ -310,7 +328,7 @@ def conditional_update(
 ) -> Result:
     """PUT T?params: update the one match, create when none, 412 when several."""
     _guard(conn, res_type, query)
-    found = match(server, conn, res_type, query_pairs(query), limit=2)
+    found = match(server, conn, res_type, query_pairs(query), limit=2, access=access, grant=grant)
     if len(found) > 1:
         raise FHIRError.of(412, "multiple-matches", f"The condition matched more than one {res_type}.")
     data = checked.data
@@ -410,7 +428,7 @@ def conditional_delete(
     grant: Grant | None = None,
 ) -> Result:
     """DELETE T?params: deletes the single match; 412 when several match; 204 when none."""
-    found = match(server, conn, res_type, query_pairs(query), limit=2)
+    found = match(server, conn, res_type, query_pairs(query), limit=2, access=access, grant=grant)
     if len(found) > 1:
         raise FHIRError.of(412, "multiple-matches", f"The condition matched more than one {res_type}.")
     if not found:

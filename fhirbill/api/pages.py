@@ -144,14 +144,9 @@ def _confinement(
         )
     if grant.constraints:
         pairs = pairs + sorted(grant.constraints[0].items())
-    pid = Access.patient(grant)
-    if pid is None or access is None:
+    if access is None:
         return pairs, [], grant
-    mode = access.check_type(grant, rt)
-    if mode == "open":
-        return pairs, [], grant
-    param = None if mode == "self" else patient_param(rt, srv.params)
-    return pairs, [search.confine(rt, param, pid)], grant
+    return pairs, access.confinement(grant, rt), grant  # one rule for searches and conditional matches
 
 
 def _other_patient(parsed: Any, rt: str, param: str | None, pid: str) -> bool:

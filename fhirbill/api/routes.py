@@ -179,7 +179,8 @@ def bundle() -> Response:
     """batch and transaction Bundles."""
     srv = server()
     body = _body()
-    _note(str(body.get("type", "batch")) if isinstance(body, dict) else "batch", action="E")
+    kind = body.get("type") if isinstance(body, dict) else None
+    _note("transaction" if kind == "transaction" else "batch", action="E")  # never a client's string
     return fhir_response(bundles.process(srv, body, strict=prefer("handling") == "strict", access=access()))
 
 
@@ -355,7 +356,9 @@ def history_instance(rt: str, rid: str) -> Response:
     grant = access().grant(rt, "r")
     with read_tx(srv.engine) as conn:
         cur = ia.read_any(conn, rt, rid, access=access(), grant=grant)
-        return fhir_response(history_bundle(srv, conn, request.args, res_type=rt, rid=cur.rid, res_id=rid))
+        return fhir_response(
+            history_bundle(srv, conn, request.args, res_type=rt, rid=cur.rid, res_id=rid, access=access())
+        )
 
 
 @bp.get("/<rt>/_history")

@@ -210,13 +210,16 @@ def create(
 def create_many(
     conn: Connection, items: list[dict[str, Any]], indexer: Indexer, *, method: str = "POST"
 ) -> list[Stored]:
-    """Insert many new resources with server ids in a few multi-row statements (audit batches)."""
+    """Insert many new resources in a few multi-row statements (audit batches, bulk loads).
+
+    A resource keeps the id it carries (a clash fails the whole batch); others get server ids.
+    """
     if not items:
         return []
     when = now_utc()
     rows = []
     for data in items:
-        res_id = new_id()
+        res_id = data.get("id") or new_id()
         rows.append(
             {
                 "res_type": data["resourceType"],
@@ -287,12 +290,27 @@ def update(
 ) -> Stored:
     """Write the next version; 412 if someone else wrote a version since `current` was read."""
     when = max(when or now_utc(), current.last_updated)
+    text = render(data, current.res_id, current.version + 1, when)
+    stored = _next_version(conn, current, text, method, when)
+    write_index(conn, current.rid, current.res_type, indexer(orjson.loads(text)), fresh=current.deleted)
+    return stored
+
+
+def mark_deleted(conn: Connection, current: Stored, *, when: datetime | None = None) -> Stored:
+    """Delete: a new version with no content; history keeps every earlier version."""
+    stored = _next_version(conn, current, None, "DELETE", max(when or now_utc(), current.last_updated))
+    for table in INDEX_TABLES.values():
+        conn.execute(sql_delete(table).where(table.c.rid == current.rid))
+    return stored
+
+
+def _next_version(conn: Connection, current: Stored, text: str | None, method: str, when: datetime) -> Stored:
+    """Move the current row on one version (optimistically) and append it to the history."""
     version = current.version + 1
-    text = render(data, current.res_id, version, when)
     res = conn.execute(
         sql_update(resources)
         .where(resources.c.rid == current.rid, resources.c.version == current.version)
-        .values(version=version, last_updated=when, deleted=False, content=text)
+        .values(version=version, last_updated=when, deleted=text is None, content=text)
     )
     if res.rowcount != 1:
         raise FHIRError.of(
@@ -310,38 +328,7 @@ def update(
             "content": text,
         },
     )
-    write_index(conn, current.rid, current.res_type, indexer(orjson.loads(text)), fresh=current.deleted)
-    return Stored(current.rid, current.res_type, current.res_id, version, when, False, text, method)
-
-
-def mark_deleted(conn: Connection, current: Stored, *, when: datetime | None = None) -> Stored:
-    """Delete: a new version with no content; history keeps every earlier version."""
-    when = max(when or now_utc(), current.last_updated)
-    version = current.version + 1
-    res = conn.execute(
-        sql_update(resources)
-        .where(resources.c.rid == current.rid, resources.c.version == current.version)
-        .values(version=version, last_updated=when, deleted=True, content=None)
-    )
-    if res.rowcount != 1:
-        raise FHIRError.of(
-            412, "conflict", f"{current.res_type}/{current.res_id} was changed by another request."
-        )
-    conn.execute(
-        insert(resource_versions),
-        {
-            "rid": current.rid,
-            "version": version,
-            "res_type": current.res_type,
-            "res_id": current.res_id,
-            "last_updated": when,
-            "method": "DELETE",
-            "content": None,
-        },
-    )
-    for table in INDEX_TABLES.values():
-        conn.execute(sql_delete(table).where(table.c.rid == current.rid))
-    return Stored(current.rid, current.res_type, current.res_id, version, when, True, None, "DELETE")
+    return Stored(current.rid, current.res_type, current.res_id, version, when, text is None, text, method)
 
 
 def history(

@@ -172,3 +172,155 @@ def launch(live: Live, client: dict[str, str], scope: str, **kw: Any) -> tuple[O
     sess, location, verifier = authorize(live, client, scope, **kw)
     token = sess.fetch_token(live.urls["token"], authorization_response=location, code_verifier=verifier)
     return sess, dict(token)
+
+
+# --- FHIR-layer helpers: tokens from real flows, requests with a bearer token, billing data -------
+
+PATIENT_APP_SCOPES = "openid fhirUser launch/patient patient/*.cruds"
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def fhir(live: Live, method: str, path: str, token: str | None = None, **kw: Any) -> requests.Response:
+    """One FHIR request over HTTP; `path` is relative to the FHIR base."""
+    headers = dict(kw.pop("headers", None) or {})
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if "json" in kw:
+        headers.setdefault("Content-Type", "application/fhir+json")
+    return requests.request(method, f"{live.base}/{path.lstrip('/')}", headers=headers, timeout=20, **kw)
+
+
+def backend_client(live: Live, scope: str, name: str = "backend") -> tuple[dict[str, str], Any]:
+    """A backend-services client registered with an RS384 key: (client, private key)."""
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048, {"kid": f"{name}-key"}, private=True)
+    client = live.client(
+        name=name,
+        grant_type="client_credentials",
+        jwks={"keys": [key.as_dict(private=False)]},
+        scope=scope,
+    )
+    return client, key
+
+
+def system_token(live: Live, client: dict[str, str], key: Any, scope: str) -> str:
+    """A backend-services access token obtained with Authlib's PrivateKeyJWT (RS384)."""
+    auth = SmartPrivateKeyJWT(live.urls["token"], headers={"kid": key.kid}, alg="RS384")
+    sess = OAuth2Session(client["client_id"], key, token_endpoint_auth_method=auth)
+    token = sess.fetch_token(live.urls["token"], grant_type="client_credentials", scope=scope)
+    return str(token["access_token"])
+
+
+def patient_app(live: Live, scope: str = PATIENT_APP_SCOPES) -> dict[str, str]:
+    return live.client(
+        name="patient app",
+        grant_type="authorization_code",
+        redirect_uris=[REDIRECT],
+        public=True,
+        scope=scope,
+    )
+
+
+def user_token(live: Live, client: dict[str, str], username: str, scope: str) -> dict[str, Any]:
+    """The token response of a standalone launch by `username`."""
+    _, token = launch(live, client, scope, username=username)
+    return token
+
+
+def billing(x: str) -> list[dict[str, Any]]:
+    """Coverage, Claim, ClaimResponse, ExplanationOfBenefit and Account of Patient/pat-{x}."""
+    pid = f"Patient/pat-{x}"
+    ctype = {
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]
+    }
+    payer = {"reference": "Organization/org-payer"}
+    return [
+        {
+            "resourceType": "Coverage",
+            "id": f"cov-{x}",
+            "status": "active",
+            "beneficiary": {"reference": pid},
+            "payor": [payer],
+        },
+        {
+            "resourceType": "Claim",
+            "id": f"claim-{x}",
+            "identifier": [{"system": "urn:test:claim", "value": f"claim-{x}"}],
+            "status": "active",
+            "type": ctype,
+            "use": "claim",
+            "patient": {"reference": pid},
+            "created": "2024-01-02",
+            "provider": payer,
+            "priority": {"coding": [{"code": "normal"}]},
+            "insurance": [{"sequence": 1, "focal": True, "coverage": {"reference": f"Coverage/cov-{x}"}}],
+        },
+        {
+            "resourceType": "ClaimResponse",
+            "id": f"cr-{x}",
+            "status": "active",
+            "type": ctype,
+            "use": "claim",
+            "patient": {"reference": pid},
+            "created": "2024-01-03",
+            "insurer": payer,
+            "outcome": "complete",
+            "request": {"reference": f"Claim/claim-{x}"},
+        },
+        {
+            "resourceType": "ExplanationOfBenefit",
+            "id": f"eob-{x}",
+            "status": "active",
+            "type": ctype,
+            "use": "claim",
+            "patient": {"reference": pid},
+            "created": "2024-01-04",
+            "insurer": payer,
+            "provider": payer,
+            "outcome": "complete",
+            "claim": {"reference": f"Claim/claim-{x}"},
+            "insurance": [{"focal": True, "coverage": {"reference": f"Coverage/cov-{x}"}}],
+        },
+        {
+            "resourceType": "Account",
+            "id": f"acct-{x}",
+            "status": "active",
+            "subject": [{"reference": pid}],
+        },
+    ]
+
+
+def load_billing(live: Live) -> None:
+    """Both patients (with identifiers), a payer, and each patient's billing records."""
+    from fhirbill.api.imports import write_one
+
+    srv = live.app.extensions["fhirbill"]
+    write_one(srv, {"resourceType": "Organization", "id": "org-payer", "name": "Payer"})
+    for x in ("a", "b"):
+        write_one(
+            srv,
+            {
+                "resourceType": "Patient",
+                "id": f"pat-{x}",
+                "identifier": [{"system": "urn:test:mrn", "value": f"mrn-{x}"}],
+                "name": [{"family": f"Patient{x.upper()}"}],
+            },
+        )
+        for r in billing(x):
+            write_one(srv, r)
+
+
+def audit_rows(live: Live) -> list[dict[str, Any]]:
+    """Every stored AuditEvent (after draining the buffer), oldest first."""
+    import json
+
+    from sqlalchemy import select
+
+    from fhirbill.store.db import read_tx
+    from fhirbill.store.tables import resources
+
+    live.app.extensions["fhirbill.audit"].flush()
+    q = select(resources.c.content).where(resources.c.res_type == "AuditEvent").order_by(resources.c.rid)
+    with read_tx(live.engine) as conn:
+        return [json.loads(c) for (c,) in conn.execute(q) if c]
