@@ -7,6 +7,7 @@ FHIR's order (DELETE, POST, PUT/PATCH, GET) and references are checked once all 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,9 +55,18 @@ class Entry:
 
 
 def process(
-    srv: Server, bundle: Any, *, strict: bool = False, access: Access | None = None
+    srv: Server,
+    bundle: Any,
+    *,
+    strict: bool = False,
+    access: Access | None = None,
+    on_commit: Callable[[Connection, list[str]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run a batch or transaction Bundle and return the response Bundle."""
+    """Run a batch or transaction Bundle and return the response Bundle.
+
+    `on_commit(conn, references)` runs inside a successful transaction's database transaction,
+    with what it wrote, so that its AuditEvent commits with the data (or not at all).
+    """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FHIRError.of(
             400, "invalid", "POST to the base URL takes a Bundle of type batch or transaction."
@@ -83,7 +93,7 @@ def process(
         )
     if kind == "transaction":
         entries = [parse_entry(i, e) for i, e in enumerate(raw)]
-        return transaction(srv, entries, access)
+        return transaction(srv, entries, access, on_commit)
     return batch(srv, raw, strict, access)
 
 
@@ -192,7 +202,12 @@ def _fail(entry: Entry, exc: FHIRError) -> FHIRError:
     return FHIRError(exc.status, issues)
 
 
-def transaction(srv: Server, entries: list[Entry], access: Access | None = None) -> dict[str, Any]:
+def transaction(
+    srv: Server,
+    entries: list[Entry],
+    access: Access | None = None,
+    on_commit: Callable[[Connection, list[str]], None] | None = None,
+) -> dict[str, Any]:
     """All or nothing, in one database transaction."""
     with write_tx(srv.engine) as conn:
         mapping: dict[str, str] = {}
@@ -225,6 +240,10 @@ def transaction(srv: Server, entries: list[Entry], access: Access | None = None)
                     ia.resolve_refs(conn, [ref], None)
                 except FHIRError as exc:
                     raise _fail(by_index[int(prefix)], exc) from None
+        if on_commit is not None:
+            on_commit(
+                conn, [f"{en.res_type}/{en.target_id or en.res_id}" for en in entries if en.method != "GET"]
+            )
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": [en.result for en in entries]}
 
 

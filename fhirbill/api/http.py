@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from fhirbill.fhir.errors import FHIRError, Issue, outcome
+from fhirbill.fhir.ids import random_bytes
 from fhirbill.store.resources import Stored, instant
 
 log = logging.getLogger("fhirbill.http")
@@ -141,7 +141,7 @@ def install(app: Flask) -> None:
     def _start() -> None:
         g.t0 = time.perf_counter()
         rid = request.headers.get("X-Request-ID", "")
-        g.request_id = rid if _REQUEST_ID_RE.match(rid) else secrets.token_hex(8)
+        g.request_id = rid if _REQUEST_ID_RE.match(rid) else random_bytes(8).hex()
 
     @app.after_request
     def _finish(resp: Response) -> Response:

@@ -180,8 +180,17 @@ def bundle() -> Response:
     srv = server()
     body = _body()
     kind = body.get("type") if isinstance(body, dict) else None
-    _note("transaction" if kind == "transaction" else "batch", action="E")  # never a client's string
-    return fhir_response(bundles.process(srv, body, strict=prefer("handling") == "strict", access=access()))
+    subtype = "transaction" if kind == "transaction" else "batch"  # never a client's string
+    _note(subtype, action="E")
+
+    def audit_with_data(conn: Connection, touched: list[str]) -> None:
+        _note(subtype, *touched, action="E")
+        _audit_in(conn, 200)
+
+    result = bundles.process(
+        srv, body, strict=prefer("handling") == "strict", access=access(), on_commit=audit_with_data
+    )
+    return fhir_response(result)
 
 
 @bp.get("/<rt>")

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from fhirbill.fhir.billing import PCN_SYSTEM
+from fhirbill.fhir.ids import random_bytes
 
 # Crockford base32 without look-alikes; 16 characters carry 80 random bits and fit CLM01 (<= 20).
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def new_control_number() -> str:
-    """A fresh patient control number: 'FB' plus 16 random base32 characters."""
-    return "FB" + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+    """A fresh patient control number: 'FB' plus 16 base32 characters (80 unpredictable bits)."""
+    n = int.from_bytes(random_bytes(10), "big")
+    return "FB" + "".join(_ALPHABET[(n >> (5 * i)) & 31] for i in range(16))
 
 
 def control_number(claim: dict[str, Any]) -> str | None:

@@ -6,7 +6,6 @@ an update or a whole transaction Bundle commits or rolls back as one.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
 from fhirbill.fhir.errors import FHIRError
+from fhirbill.fhir.ids import new_id
 from fhirbill.store.tables import INDEX_TABLES, resource_versions, resources
 
 IndexRows = dict[str, list[tuple[Any, ...]]]
@@ -60,11 +60,6 @@ def now_utc() -> datetime:
 def instant(t: datetime) -> str:
     """A stored timestamp as a FHIR instant."""
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
-def new_id() -> str:
-    """A server-assigned id: 128 random bits, URL-safe, within FHIR's 64-character limit."""
-    return secrets.token_hex(16)
 
 
 def render(data: dict[str, Any], res_id: str, version: int, when: datetime) -> str:
