@@ -27,8 +27,8 @@ run: seed
 	$(BIN)/fhirbill serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check fhirbill tests wsgi.py
-	$(BIN)/ruff format --check fhirbill tests wsgi.py
+	$(BIN)/ruff check fhirbill tests bench wsgi.py
+	$(BIN)/ruff format --check fhirbill tests bench wsgi.py
 	$(BIN)/mypy fhirbill
 	$(BIN)/lint-imports
 

@@ -16,9 +16,14 @@ from typing import Any
 import orjson
 
 from bench.harness import ROOT, BenchError, Http, Result, measure
+from fhirbill.fhir.billing import PCN_SYSTEM
 
-SYNTHEA = ROOT.parent / "shared" / "fixtures" / "synthea-r4"
-PCN_SYSTEM = "urn:fhirbill:patient-control-number"
+# All 12 Synthea records when ../shared is beside the checkout, else the two the tests carry.
+SYNTHEA = next(
+    p
+    for p in (ROOT.parent / "shared" / "fixtures" / "synthea-r4", ROOT / "tests" / "data" / "synthea")
+    if p.is_dir()
+)
 FHIR_JSON = "application/fhir+json"
 SEARCH = "/fhir/Claim?patient=john-carter&_count=20"
 

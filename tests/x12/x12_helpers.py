@@ -18,7 +18,7 @@ import pyx12.x12n_document
 from fhirbill.x12 import ClaimInput, ControlNumbers, X12Config, build_837, resolver
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "x12"
-SHARED_X12 = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "x12"
+SHARED_X12 = DATA  # the shared pyx12-valid samples, copied from ../shared/fixtures/x12
 NOW = datetime(2024, 1, 15, 12, 0)
 # With charset B pyx12 flags the ISA11 repetition separator ^ itself: the one expected finding.
 ISA11_FINDING = "ISA11 (^): 6"
