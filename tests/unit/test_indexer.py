@@ -19,7 +19,7 @@ from fhirbill.fhir.indexer import IndexRows, extract, normalize, reference_row
 from fhirbill.fhir.searchparams import SearchParamRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "tests" / "data" / "search"
+DATA = ROOT / "tests" / "data"
 BASE = "http://127.0.0.1:8080/fhir"
 KINDS = ("token", "reference", "date", "string", "number", "quantity", "uri")
 
@@ -39,7 +39,9 @@ def rows_of(resource: dict[str, Any], base: str = BASE) -> IndexRows:
 
 
 def examples() -> list[Path]:
-    return sorted((DATA / "examples").glob("*.json")) + sorted((DATA / "carin").glob("*.json"))
+    return sorted((DATA / "fhir-r4-examples").glob("*.json")) + sorted(
+        (DATA / "search" / "carin").glob("*.json")
+    )
 
 
 def synthea_resources() -> list[dict[str, Any]]:
@@ -52,7 +54,7 @@ def synthea_resources() -> list[dict[str, Any]]:
 
 
 def test_claim_100150() -> None:
-    rows = rows_of(load("examples/Claim-100150.json"))
+    rows = rows_of(load("fhir-r4-examples/Claim-100150.json"))
     assert ("patient", "Patient", "1", None) in rows.reference
     assert ("insurer", "Organization", "2", None) in rows.reference
     assert ("provider", "Organization", "1", None) in rows.reference
@@ -66,7 +68,7 @@ def test_claim_100150() -> None:
 
 
 def test_eob_official_example() -> None:
-    rows = rows_of(load("examples/ExplanationOfBenefit-EB3500.json"))
+    rows = rows_of(load("fhir-r4-examples/ExplanationOfBenefit-EB3500.json"))
     assert ("patient", "Patient", "pat1", None) in rows.reference
     assert ("insurer", "Organization", "3", None) in rows.reference  # CARIN insurer
     assert ("coverage", "Coverage", "9876B1", None) in rows.reference
@@ -80,7 +82,7 @@ def test_eob_official_example() -> None:
 
 
 def test_carin_inpatient_eob() -> None:
-    eob = load("carin/ExplanationOfBenefit_InpatientEOBExample1.json")
+    eob = load("search/carin/ExplanationOfBenefit_InpatientEOBExample1.json")
     rows = rows_of(eob)
     start = eob["billablePeriod"]["start"]
     assert start == "2017-05-23"
@@ -107,7 +109,7 @@ def test_carin_inpatient_eob() -> None:
 
 
 def test_carin_professional_eob_lines() -> None:
-    eob = load("carin/ExplanationOfBenefit_ProfessionalEOBExample1.json")
+    eob = load("search/carin/ExplanationOfBenefit_ProfessionalEOBExample1.json")
     rows = rows_of(eob)
     for item in eob.get("item", []):
         if "servicedDate" in item:
@@ -117,7 +119,7 @@ def test_carin_professional_eob_lines() -> None:
 
 
 def test_coverage_external_reference_is_url_only() -> None:
-    rows = rows_of(load("examples/Coverage-9876B1.json"))
+    rows = rows_of(load("fhir-r4-examples/Coverage-9876B1.json"))
     assert ("policy-holder", None, None, "http://benefitsinc.com/FHIR/Organization/CBI35") in (rows.reference)
     assert ("payor", "Organization", "2", None) in rows.reference
     assert ("beneficiary", "Patient", "4", None) in rows.reference
@@ -131,7 +133,7 @@ def test_coverage_external_reference_is_url_only() -> None:
 
 
 def test_chargeitem_number_quantity_and_periods_with_zones() -> None:
-    rows = rows_of(load("examples/ChargeItem-example.json"))
+    rows = rows_of(load("fhir-r4-examples/ChargeItem-example.json"))
     assert ("factor-override", Decimal("0.8")) in rows.number
     assert ("price-override", "urn:iso:std:iso:4217", "EUR", Decimal("40")) in rows.quantity
     assert ("quantity", None, None, Decimal("1")) in rows.quantity
@@ -149,14 +151,14 @@ def test_chargeitem_number_quantity_and_periods_with_zones() -> None:
 
 
 def test_invoice_money() -> None:
-    rows = rows_of(load("examples/Invoice-example.json"))
+    rows = rows_of(load("fhir-r4-examples/Invoice-example.json"))
     assert ("totalnet", "urn:iso:std:iso:4217", "EUR", Decimal("40")) in rows.quantity
     assert ("totalgross", "urn:iso:std:iso:4217", "EUR", Decimal("48")) in rows.quantity
     assert ("date", datetime(2017, 1, 25, 7, 0), datetime(2017, 1, 25, 7, 0, 1)) in rows.date
 
 
 def test_account_codeable_concept_text_row() -> None:
-    rows = rows_of(load("examples/Account-example.json"))
+    rows = rows_of(load("fhir-r4-examples/Account-example.json"))
     assert (
         "type",
         "http://terminology.hl7.org/CodeSystem/v3-ActCode",
@@ -175,7 +177,7 @@ def test_account_codeable_concept_text_row() -> None:
 
 
 def test_patient_names_addresses_telecom_and_deceased() -> None:
-    rows = rows_of(load("examples/Patient-example.json"))
+    rows = rows_of(load("fhir-r4-examples/Patient-example.json"))
     assert ("family", "chalmers", "Chalmers") in rows.string
     assert ("given", "jim", "Jim") in rows.string
     assert ("name", "peter", "Peter") in rows.string
@@ -507,12 +509,12 @@ def test_malformed_values_are_skipped_not_fatal() -> None:
 
 
 def test_index_rows_helpers() -> None:
-    rows = rows_of(load("examples/Claim-100150.json"))
+    rows = rows_of(load("fhir-r4-examples/Claim-100150.json"))
     assert len(rows) == sum(len(getattr(rows, k)) for k in KINDS)
     assert {"patient", "created", "use"} <= rows.params()
 
 
 def test_only_given_params_are_used() -> None:
     params = registry().for_type("Claim")
-    rows = extract(load("examples/Claim-100150.json"), {"patient": params["patient"]}, BASE)
+    rows = extract(load("fhir-r4-examples/Claim-100150.json"), {"patient": params["patient"]}, BASE)
     assert rows.params() == {"patient"}

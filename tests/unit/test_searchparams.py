@@ -22,7 +22,7 @@ from fhirbill.fhir.searchparams import (
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "profiles"
-DATA = ROOT / "tests" / "data" / "search"
+DATA = ROOT / "tests" / "data"
 
 
 def lin(text: str, base: str) -> LinearPath:
