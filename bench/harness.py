@@ -110,6 +110,7 @@ class Http:
     def __init__(self, port: int, headers: dict[str, str] | None = None) -> None:
         self.port = port
         self.headers = dict(headers or {})  # sent with every request (Authorization)
+        self.renew: Callable[[], None] | None = None  # called on a 401 to get a fresh token (they live 5 minutes)
         self._local = threading.local()
 
     def _conn(self) -> http.client.HTTPConnection:
@@ -120,6 +121,16 @@ class Http:
         return conn
 
     def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request; a 401 renews the token once (backend-services tokens last 5 minutes)."""
+        got = self._send(method, path, body, headers)
+        if got[0] == 401 and self.renew is not None and path.startswith("/fhir/"):
+            self.renew()
+            got = self._send(method, path, body, headers)
+        return got
+
+    def _send(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
         """Send one request (reconnecting once if the server closed the idle connection)."""
@@ -171,10 +182,15 @@ def authorize(client: Http, database_url: str) -> str:
     basic = base64.b64encode(f"{reg['client_id']}:{reg['client_secret']}".encode()).decode()
     form = urlencode({"grant_type": "client_credentials", "scope": "system/*.cruds"}).encode()
     headers = {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"}
-    status, _, data = client.request("POST", "/oauth/token", form, headers)
-    if status != 200:
-        raise RuntimeError(f"token request failed: {status} {data[:300]!r}")
-    client.headers["Authorization"] = "Bearer " + json.loads(data)["access_token"]
+
+    def renew() -> None:
+        status, _, data = client._send("POST", "/oauth/token", form, headers)
+        if status != 200:
+            raise RuntimeError(f"token request failed: {status} {data[:300]!r}")
+        client.headers["Authorization"] = "Bearer " + json.loads(data)["access_token"]
+
+    renew()
+    client.renew = renew
     return "SMART backend-services bearer token (system/*.cruds) on every request"
 
 

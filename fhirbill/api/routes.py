@@ -135,6 +135,14 @@ def _body() -> Any:
     return parse_json(request.get_data(cache=False))
 
 
+def _incoming(rt: str, letter: str) -> tuple[Any, Any]:
+    """The grant for a write and its validated body, which must stay within the grant."""
+    grant = access().grant(rt, letter)
+    checked = ia.check(server(), _body(), rt)
+    access().check_data(grant, checked.data)
+    return grant, checked
+
+
 def _written(result: ia.Result) -> Response:
     """The response to a create or update, honouring Prefer: return=."""
     srv = server()
@@ -221,9 +229,7 @@ def create(rt: str) -> Response:
     """create and conditional create (If-None-Exist)."""
     srv = server()
     _note("create", _type(rt))
-    grant = access().grant(rt, "c")
-    checked = ia.check(srv, _body(), rt)
-    access().check_data(grant, checked.data)
+    grant, checked = _incoming(rt, "c")
     with write_tx(srv.engine) as conn:
         result = ia.create(
             srv,
@@ -247,9 +253,7 @@ def conditional_update(rt: str) -> Response:
         raise FHIRError.of(
             405, "not-supported", "PUT on a type needs search parameters (conditional update)."
         )
-    grant = access().grant(rt, "u")
-    checked = ia.check(srv, _body(), rt)
-    access().check_data(grant, checked.data)
+    grant, checked = _incoming(rt, "u")
     with write_tx(srv.engine) as conn:
         result = ia.conditional_update(
             srv,
@@ -299,9 +303,7 @@ def update(rt: str, rid: str) -> Response:
     """update and update-as-create."""
     srv = server()
     _note("update", f"{_type(rt)}/{rid}")
-    grant = access().grant(rt, "u")
-    checked = ia.check(srv, _body(), rt)
-    access().check_data(grant, checked.data)
+    grant, checked = _incoming(rt, "u")
     with write_tx(srv.engine) as conn:
         result = ia.update(
             srv,
