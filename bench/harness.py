@@ -110,7 +110,9 @@ class Http:
     def __init__(self, port: int, headers: dict[str, str] | None = None) -> None:
         self.port = port
         self.headers = dict(headers or {})  # sent with every request (Authorization)
-        self.renew: Callable[[], None] | None = None  # called on a 401 to get a fresh token (they live 5 minutes)
+        self.renew: Callable[[], None] | None = (
+            None  # called on a 401 to get a fresh token (they live 5 minutes)
+        )
         self._local = threading.local()
 
     def _conn(self) -> http.client.HTTPConnection:

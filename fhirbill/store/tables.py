@@ -99,7 +99,17 @@ idx_reference = _index_table(
     Column("ref_type", String(64), nullable=True),
     Column("ref_id", String(64), nullable=True),
     Column("url", String(512), nullable=True),
-    indexes=(("ref_id", "ref_type"), ("url",)),
+    indexes=(("ref_id", "ref_type"),),
+)
+# Partial: only external and canonical references have a url. A full index here tempted
+# PostgreSQL, without fresh statistics, into scanning every reference of a parameter.
+Index(
+    "ix_idx_reference_url",
+    idx_reference.c.res_type,
+    idx_reference.c.param,
+    idx_reference.c.url,
+    postgresql_where=idx_reference.c.url.is_not(None),
+    sqlite_where=idx_reference.c.url.is_not(None),
 )
 idx_date = _index_table(
     "idx_date",

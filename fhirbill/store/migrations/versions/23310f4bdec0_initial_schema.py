@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 4a7465740475
+Revision ID: 23310f4bdec0
 Revises: 
-Create Date: 2026-11-28 07:42:55.879885
+Create Date: 2026-11-28 08:55:45.665781
 """
 
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '4a7465740475'
+revision = '23310f4bdec0'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -175,8 +175,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('idx_reference', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_idx_reference_res_type_param_ref_id_ref_type'), ['res_type', 'param', 'ref_id', 'ref_type'], unique=False)
-        batch_op.create_index(batch_op.f('ix_idx_reference_res_type_param_url'), ['res_type', 'param', 'url'], unique=False)
         batch_op.create_index(batch_op.f('ix_idx_reference_rid'), ['rid'], unique=False)
+        batch_op.create_index('ix_idx_reference_url', ['res_type', 'param', 'url'], unique=False, postgresql_where=sa.text('url IS NOT NULL'), sqlite_where=sa.text('url IS NOT NULL'))
 
     op.create_table('idx_string',
     sa.Column('rid', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -291,8 +291,8 @@ def downgrade() -> None:
 
     op.drop_table('idx_string')
     with op.batch_alter_table('idx_reference', schema=None) as batch_op:
+        batch_op.drop_index('ix_idx_reference_url', postgresql_where=sa.text('url IS NOT NULL'), sqlite_where=sa.text('url IS NOT NULL'))
         batch_op.drop_index(batch_op.f('ix_idx_reference_rid'))
-        batch_op.drop_index(batch_op.f('ix_idx_reference_res_type_param_url'))
         batch_op.drop_index(batch_op.f('ix_idx_reference_res_type_param_ref_id_ref_type'))
 
     op.drop_table('idx_reference')
