@@ -86,3 +86,19 @@ def client(app):  # type: ignore[no-untyped-def]
 def server(app):  # type: ignore[no-untyped-def]
     """The app's Server object."""
     return app.extensions["fhirbill"]
+
+
+@pytest.fixture
+def base_url(app):  # type: ignore[no-untyped-def]
+    """The app served over real HTTP by a threaded server on a free loopback port."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}/fhir"
+    srv.shutdown()
+    thread.join(5)
+    srv.server_close()

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 import requests
-from werkzeug.serving import make_server
 
 HDR = {"Content-Type": "application/fhir+json"}
-
-
-@pytest.fixture
-def base_url(app: Any) -> Iterator[str]:
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}/fhir"
-    srv.shutdown()
-    thread.join(5)
 
 
 def _race(n: int, fn: Any) -> list[Any]:

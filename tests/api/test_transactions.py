@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from fhirbill.store.tables import resource_versions, resources
 
@@ -516,16 +514,6 @@ def test_bundle_type_transaction_stored_as_a_resource_is_not_nested_processing(
 
 # ---------------------------------------------------------------------------------------------
 # concurrency over real HTTP
-
-
-@pytest.fixture
-def base_url(app: Any) -> Iterator[str]:
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}/fhir"
-    srv.shutdown()
-    thread.join(5)
 
 
 def test_concurrent_transactions_conditionally_creating_one_patient(base_url: str) -> None:
