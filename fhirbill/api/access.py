@@ -16,6 +16,7 @@ from fhirbill.api.server import Server
 from fhirbill.auth.access import Grant, Principal, require
 from fhirbill.fhir.compartment import patient_access, patient_param
 from fhirbill.fhir.errors import FHIRError
+from fhirbill.fhir.indexer import IndexRows, extract
 from fhirbill.fhir.search_query import ParsedSearch
 from fhirbill.store import search
 from fhirbill.store.resources import Stored
@@ -116,15 +117,21 @@ class Access:
         param = patient_param(rt, self.srv.params)
         if param is None:
             return set()
-        rows = self.srv.indexer(data).get("reference", [])
-        return {r[2] for r in rows if r[0] == param and r[1] == "Patient" and r[2]}
+        rows = self._rows(data, [param]).reference
+        return {r[2] for r in rows if r[1] == "Patient" and r[2]}
+
+    def _rows(self, data: dict[str, Any], codes: list[str]) -> IndexRows:
+        """Index rows of just these parameters (not all ~20 of the type) for one resource."""
+        defs = self.srv.params.indexed_for_type(data["resourceType"])
+        return extract(data, {c: defs[c] for c in codes if c in defs}, self.srv.base)
 
     def meets(self, grant: Grant | None, data: dict[str, Any]) -> bool:
         """Whether a resource satisfies a granular scope's parameters (v2 `...rs?type=sys|code`);
         token parameters only: anything else is not matched, so not granted."""
         if grant is None or not grant.constraints:
             return True
-        tokens = self.srv.indexer(data).get("token", [])
+        codes = sorted({p for c in grant.constraints for p in c})
+        tokens = self._rows(data, codes).token
 
         def match(param: str, value: str) -> bool:
             for alt in value.split(","):
