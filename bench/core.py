@@ -239,18 +239,26 @@ def load_scale(database_url: str, instance_dir: Path, base_url: str, n: int, pat
 
 
 def scale_search(fb: Http, db: str, threads: int, seconds: float, patients: int, n: int) -> list[Row]:
-    """Patient plus date range with _include, on the bulk-loaded Claims and EOBs."""
+    """Patient plus date range with _include, on the bulk-loaded Claims and EOBs.
+
+    Latency (the target) is measured with one client: with `threads` closed-loop clients on a
+    machine whose cores also run the clients and the database, p99 is mostly queueing, so that
+    second row reports throughput under load, with its latencies for context.
+    """
     rows = []
     for rt, date_param in (("Claim", "created"), ("ExplanationOfBenefit", "service-date")):
         query = f"/fhir/{rt}?patient=bench-p{{}}&{date_param}=ge2026-01-01&_include={rt}:patient&_count=20"
         _, data = fb.expect("GET", query.format(0), 200)
         entries = orjson.loads(data).get("entry") or []
         matched = sum(1 for e in entries if e.get("search", {}).get("mode") != "include")
-        res = measure(
-            lambda q=query: fb.expect("GET", q.format(random.randrange(patients)), 200) and None,
-            threads,
-            seconds,
-        )
         op = f"{rt}?patient&{date_param}=ge2026&_include ({n:,} {rt}s, page {matched}+{len(entries) - matched})"
-        rows.append(Row("scale", db, op, "req/s", res, None, "p99 < 50 ms"))
+        for clients, target in ((1, "p99 < 50 ms"), (threads, "")):
+            res = measure(
+                lambda q=query: fb.expect("GET", q.format(random.randrange(patients)), 200) and None,
+                clients,
+                seconds,
+            )
+            rows.append(
+                Row("scale", db, f"{op}, {clients} client{'s' * (clients > 1)}", "req/s", res, None, target)
+            )
     return rows

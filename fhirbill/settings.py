@@ -18,6 +18,19 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer") from None
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number") from None
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise ValueError(f"{name} must be a finite number, not negative")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with defaults that run the demo."""
@@ -33,6 +46,7 @@ class Settings:
     x12_sender_id: str = "FHIRBILL"
     x12_receiver_id: str = "CLEARINGHSE"
     x12_usage: str = "T"
+    token_cache_seconds: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -55,6 +69,7 @@ class Settings:
             "x12_sender_id": e.get("FHIRBILL_X12_SENDER_ID") or cls.x12_sender_id,
             "x12_receiver_id": e.get("FHIRBILL_X12_RECEIVER_ID") or cls.x12_receiver_id,
             "x12_usage": e.get("FHIRBILL_X12_USAGE") or cls.x12_usage,
+            "token_cache_seconds": _float(e, "FHIRBILL_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
         }
         extra: dict[str, Any] = {}
         if e.get("FHIRBILL_CORS_ORIGINS"):

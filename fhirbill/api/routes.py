@@ -62,7 +62,11 @@ def _authenticate() -> None:
     if enabled and request.endpoint not in OPEN_ENDPOINTS and request.method != "OPTIONS":
         g.audit = ("E", "operation", [])
         reject_query_token(request.args)
-        principal = authenticate(srv.engine, request.headers.get("Authorization"))
+        principal = authenticate(
+            srv.engine,
+            request.headers.get("Authorization"),
+            cache=current_app.extensions["fhirbill_auth"].tokens,
+        )
         if principal is None:
             raise unauthorized()
         g.client_id = principal.client_id

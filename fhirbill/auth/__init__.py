@@ -34,11 +34,14 @@ def init_app(
     inside the request's transaction.
     """
     from fhirbill.auth import keys
+    from fhirbill.auth.access import TokenCache
     from fhirbill.auth.views import AuthState, bp
 
     server = app.extensions["fhirbill"]
     pem = signing_key_pem or server.settings.extra.get("auth_signing_key_pem")
     key = keys.load_or_create(server.settings.instance_dir, pem)
-    app.extensions["fhirbill_auth"] = AuthState(key=key, audit=audit)
+    app.extensions["fhirbill_auth"] = AuthState(
+        key=key, audit=audit, tokens=TokenCache(server.settings.token_cache_seconds)
+    )
     logging.getLogger("authlib").addFilter(_RedactAuthlib())
     app.register_blueprint(bp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from fhirbill.auth import scopes as sc
+from fhirbill.auth.clients import digest
 from fhirbill.auth.tokens import find_token
 from fhirbill.fhir.errors import FHIRError
 from fhirbill.store.db import read_tx
@@ -80,22 +82,65 @@ def reject_query_token(args: Mapping[str, Any]) -> None:
         )
 
 
+class TokenCache:
+    """Access tokens this process verified recently, so a busy client costs no lookup per request.
+
+    An entry lives `ttl` seconds at most and never past its token's expiry. Revocations made
+    through this process clear the cache at once; one made elsewhere (another worker or host,
+    the CLI) takes effect within `ttl`. A ttl of 0 looks every request up.
+    """
+
+    def __init__(self, ttl: float, capacity: int = 10_000) -> None:
+        self.ttl = ttl
+        self.capacity = capacity
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, now: float) -> Principal | None:
+        """The cached principal for a token digest, if still fresh."""
+        hit = self._entries.get(key)
+        if hit is None or hit[1] <= now:
+            return None
+        return hit[0]
+
+    def put(self, key: str, principal: Principal, now: float) -> None:
+        """Remember a verified principal for at most `ttl` seconds."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.capacity:
+                self._entries.clear()  # rare; simpler and safer than an LRU
+            self._entries[key] = (principal, min(now + self.ttl, principal.expires_at))
+
+    def clear(self) -> None:
+        """Forget everything (after any revocation)."""
+        with self._lock:
+            self._entries.clear()
+
+
 def authenticate(
-    engine: Engine, authorization_header: str | None, *, now: float | None = None
+    engine: Engine,
+    authorization_header: str | None,
+    *,
+    now: float | None = None,
+    cache: TokenCache | None = None,
 ) -> Principal | None:
     """The principal of a valid Bearer access token, or None (missing, unknown, expired, revoked)."""
     if not authorization_header or authorization_header[:7].lower() != "bearer ":
         return None
     value = authorization_header[7:].strip()
-    if not value:
+    if not value or len(value) > 512:
         return None
+    t = time.time() if now is None else now
+    key = digest(value)
+    if cache is not None and (hit := cache.get(key, t)) is not None:
+        return hit
     with read_tx(engine) as conn:
         tok = find_token(conn, value)
-    t = int(time.time() if now is None else now)
-    if tok is None or tok.kind != "access" or not tok.active(t):
+    if tok is None or tok.kind != "access" or not tok.active(int(t)):
         return None
     tokens_ = tuple(sc.split(tok.scope))
-    return Principal(
+    principal = Principal(
         client_id=tok.client_id,
         scopes=tokens_,
         patient=tok.patient_id,
@@ -104,6 +149,9 @@ def authenticate(
         expires_at=tok.expires_at,
         parsed=tuple(sc.parse_all(tokens_)),
     )
+    if cache is not None:
+        cache.put(key, principal, t)
+    return principal
 
 
 def require(principal: Principal | None, resource_type: str, letter: str) -> Grant:

@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 
@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, select
 
 from fhirbill.auth import assertions, tokens, users
 from fhirbill.auth import scopes as sc
+from fhirbill.auth.access import TokenCache
 from fhirbill.auth.clients import Client, all_origins, check_secret, get_client
 from fhirbill.settings import Settings
 from fhirbill.store.db import read_tx, write_tx
@@ -82,6 +83,7 @@ class AuthState:
     audit: AuditSink | None = None
     fetch_jwks: assertions.JwksFetcher = assertions.fetch_jwks
     clock: Callable[[], float] = time.time
+    tokens: TokenCache = field(default_factory=lambda: TokenCache(0))  # the FHIR routes' cache
 
 
 class OAuthError(Exception):
@@ -707,6 +709,7 @@ def token() -> Response:
                 _audit(conn, _token_audit(client_id, grant_type, 0, "token issued"))
         # Failures that change state (a reused code revokes its tokens) commit before the error.
         if isinstance(result, OAuthError):
+            _state().tokens.clear()
             raise result
     except OAuthError as e:
         log.info("token refused", extra={"client_id": client_id, "error": e.error})
@@ -778,4 +781,5 @@ def revoke() -> Response:
         tok = tokens.find_token(conn, value)
         if tok is not None and tok.client_id == client.client_id:
             tokens.revoke(conn, tok)
+    _state().tokens.clear()
     return Response(status=200, headers=NO_STORE)

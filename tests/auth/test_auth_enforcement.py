@@ -102,13 +102,26 @@ def test_revoked_token(billing_data: Live) -> None:
 
 def test_expired_token(billing_data: Live) -> None:
     token = token_for(billing_data, "system/Claim.rs")
-    assert fhir(billing_data, "GET", "Claim/claim-a", token).status_code == 200
+    expires = int(time.time()) + 2
     with write_tx(billing_data.engine) as conn:
         conn.execute(
-            update(auth_tokens)
-            .where(auth_tokens.c.token_hash == digest(token))
-            .values(expires_at=int(time.time()) - 1)
+            update(auth_tokens).where(auth_tokens.c.token_hash == digest(token)).values(expires_at=expires)
         )
+    assert fhir(billing_data, "GET", "Claim/claim-a", token).status_code == 200
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    # The server's token cache never keeps a token past its expiry.
+    _assert_401(fhir(billing_data, "GET", "Claim/claim-a", token))
+
+
+def test_revocation_elsewhere_takes_effect_within_the_cache_ttl(billing_data: Live) -> None:
+    token = token_for(billing_data, "system/Claim.rs")
+    assert fhir(billing_data, "GET", "Claim/claim-a", token).status_code == 200
+    # As `fhirbill clients revoke` or another worker would: straight in the database.
+    with write_tx(billing_data.engine) as conn:
+        conn.execute(
+            update(auth_tokens).where(auth_tokens.c.token_hash == digest(token)).values(revoked=True)
+        )
+    time.sleep(billing_data.app.extensions["fhirbill"].settings.token_cache_seconds + 0.05)
     _assert_401(fhir(billing_data, "GET", "Claim/claim-a", token))
 
 
