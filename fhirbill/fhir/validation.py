@@ -1,26 +1,31 @@
-"""Validation of incoming resources: the R4B model plus the checks the models skip.
+"""Validation of incoming resources: one walk over the raw JSON, driven by the compiled R4B models.
 
-The models check structure, types, dates and cardinality. On top of them this module checks
-FHIR JSON rules (no empty arrays, objects, strings or nulls), required value-set bindings
-(the `enum_values` the models carry as metadata), reference syntax and target types, and
-collects the literal references a write must resolve. Every problem becomes an Issue with
-the FHIRPath of the element.
+The walk checks what the models check (element names, cardinality, required elements, choice
+groups, primitive formats; see schema.py) and, in the same pass, what FHIR asks beyond them:
+- JSON types: true, not "yes"; 1, not "1" or 1.0;
+- no empty arrays, objects or strings, and no nulls, except a null lining a primitive array up with
+  its `_x` extension array (which must then have the same length);
+- required value-set bindings (the `enum_values` the models carry as metadata);
+- reference syntax and target types; and it collects the literal references a write must resolve;
+- every resource inside a resource (contained, Bundle.entry.resource) names a type this server knows;
+- only FHIR JSON names (the models also take their Python names, such as `class_fhir`).
+Every problem becomes an Issue with the FHIRPath of the element. `model_check` runs the pydantic
+model itself; the tests hold the walk to it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from decimal import Decimal
 from functools import cache
-from typing import Annotated, Any, get_args, get_origin
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from fhirbill.fhir.errors import FHIRError, Issue
 from fhirbill.fhir.registry import is_resource_type, model_class
+from fhirbill.fhir.schema import Field, Shape, shape_of
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # Type/id or Type/id/_history/vid, relative to this server.
@@ -44,34 +49,6 @@ class Checked:
     data: dict[str, Any]
     references: list[LocalRef] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _FieldPlan:
-    enums: frozenset[str] | None
-    child: Any  # model class for complex children, None for primitives
-    ref_types: tuple[str, ...]
-    resource_slot: bool  # holds any resource (contained, Bundle.entry.resource)
-    json_type: str | None  # for primitives: the JSON type FHIR requires (boolean, integer, number, string)
-
-
-# The models coerce "yes" to true and "1" to 1; FHIR JSON does not, so check JSON types first.
-_JSON_TYPES: dict[type, str] = {bool: "boolean", int: "integer", Decimal: "number", float: "number"}
-_JSON_CHECKS = {
-    "boolean": lambda v: isinstance(v, bool),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "string": lambda v: isinstance(v, str),
-}
-
-
-def _json_type(ann: Any) -> str | None:
-    base = get_args(ann)[0] if get_origin(ann) is Annotated else ann
-    if base in _JSON_TYPES:
-        return _JSON_TYPES[base]
-    if base in (str, bytes, datetime, date, time):
-        return "string"
-    return None
 
 
 def parse_json(body: bytes) -> Any:
@@ -102,6 +79,51 @@ def loc_to_fhirpath(root: str, loc: tuple[Any, ...]) -> str:
     return out
 
 
+def validate_resource(
+    data: Any, expected_type: str | None = None, *, in_bundle: bool = False, root: str | None = None
+) -> Checked:
+    """Validate one resource (a parsed JSON object); raise FHIRError 400 listing every problem."""
+    if not isinstance(data, dict):
+        raise FHIRError.of(400, "structure", "A FHIR resource must be a JSON object.", root)
+    rt = data.get("resourceType")
+    if not isinstance(rt, str):
+        raise FHIRError.of(400, "required", "The resource has no resourceType.", root)
+    if not is_resource_type(rt):
+        raise FHIRError.of(400, "not-supported", f"'{rt}' is not a resource type this server stores.", root)
+    if expected_type is not None and rt != expected_type:
+        raise FHIRError.of(
+            400, "invalid", f"resourceType '{rt}' does not match the URL's type '{expected_type}'.", root
+        )
+    prefix = root or rt
+    issues: list[Issue] = []
+    if "id" in data and not (isinstance(data["id"], str) and ID_RE.match(data["id"])):
+        issues.append(
+            Issue("error", "value", "Resource id must be 1-64 of A-Z a-z 0-9 - and .", (f"{prefix}.id",))
+        )
+    shape = _resource_shape(rt)
+    assert shape is not None  # every stored type has a model
+    walk = _Walk(in_bundle)
+    walk.element(data, shape, prefix)
+    issues.extend(walk.issues)
+    if issues:
+        raise FHIRError(400, _dedupe(issues))
+    return Checked(data, walk.refs)
+
+
+def model_check(data: dict[str, Any], root: str | None = None) -> list[Issue]:
+    """The issues the pydantic model itself finds: the slow reference the walk is tested against."""
+    rt = data["resourceType"]
+    try:
+        model_class(rt).model_validate(data)
+    except ValidationError as exc:
+        return _model_issues(root or rt, exc)
+    except (KeyError, AttributeError, TypeError) as exc:
+        # fhir_core crashes on some bad input (an unknown contained resourceType, a url that is not
+        # a string, a list `_x` standing in for a required primitive list); each is a refusal.
+        return [Issue("error", "structure", f"The model failed: {exc!r}.", (root or rt,))]
+    return []
+
+
 def _model_issues(root: str, exc: ValidationError) -> list[Issue]:
     issues = []
     for err in exc.errors(include_url=False, include_input=False):
@@ -109,7 +131,7 @@ def _model_issues(root: str, exc: ValidationError) -> list[Issue]:
         path = loc_to_fhirpath(root, tuple(err["loc"]))
         if kind == "extra_forbidden":
             issues.append(Issue("error", "structure", f"Unknown element '{path}'.", (path,)))
-        elif kind == "missing":
+        elif kind in ("missing", "model_field_validation.missing"):
             issues.append(Issue("error", "required", f"Missing required element '{path}'.", (path,)))
         else:
             issues.append(Issue("error", "value", f"Invalid value at '{path}': {err['msg']}.", (path,)))
@@ -117,103 +139,126 @@ def _model_issues(root: str, exc: ValidationError) -> list[Issue]:
 
 
 @cache
-def _plan(cls: Any) -> dict[str, _FieldPlan]:
-    plan: dict[str, _FieldPlan] = {}
-    for fname, finfo in cls.model_fields.items():
-        alias = finfo.alias or fname
-        extra = finfo.json_schema_extra if isinstance(finfo.json_schema_extra, dict) else {}
-        enums = extra.get("enum_values")
-        ann = finfo.annotation
-        # Unwrap Optional[List[X]] / Optional[X] to the element type.
-        for _ in range(3):
-            args = [a for a in get_args(ann) if a is not type(None)]
-            if getattr(ann, "__origin__", None) in (list,) or (args and len(args) == 1):
-                ann = args[0] if args else ann
-            else:
-                break
-        child = None
-        resource_slot = False
-        getter = getattr(ann, "get_model_klass", None)
-        if getter is not None:
-            klass = getter()
-            if klass.__name__ == "Resource":
-                resource_slot = True
-            elif hasattr(klass, "model_fields"):
-                child = klass
-        plan[alias] = _FieldPlan(
-            frozenset(enums) if enums else None,
-            child,
-            tuple(extra.get("enum_reference_types") or ()),
-            resource_slot,
-            None if (child is not None or resource_slot) else _json_type(ann),
-        )
-    return plan
+def _resource_shape(resource_type: str) -> Shape | None:
+    return shape_of(model_class(resource_type)) if is_resource_type(resource_type) else None
 
 
-class _Walker:
-    """Walks raw JSON beside the model classes, for what the models do not check."""
+def _has_extension(ext: Any) -> bool:
+    """An `_x` sibling that carries extensions, which may stand in for a required primitive `x`."""
+    return isinstance(ext, dict) and bool(ext.get("extension"))
+
+
+class _Walk:
+    """One pass over a resource's JSON beside its compiled shape, collecting issues and references."""
+
+    __slots__ = ("in_bundle", "issues", "refs")
 
     def __init__(self, in_bundle: bool) -> None:
         self.in_bundle = in_bundle
         self.issues: list[Issue] = []
         self.refs: list[LocalRef] = []
-        self.contained_ids: set[str] = set()
-        self.reference_cls = model_class("Reference")
+
+    def fail(self, code: str, diagnostics: str, path: str) -> None:
+        self.issues.append(Issue("error", code, diagnostics, (path,)))
 
     def resource(self, data: dict[str, Any], path: str) -> None:
         rt = data.get("resourceType")
-        if not isinstance(rt, str) or not is_resource_type(rt):
-            return  # the model check reports this
-        self.obj(data, model_class(rt), path)
-
-    def obj(self, data: dict[str, Any], cls: Any, path: str) -> None:
-        if not data:
-            self.issues.append(Issue("error", "structure", f"Empty object at '{path}'.", (path,)))
+        if not isinstance(rt, str):
+            self.fail("structure", f"The resource at '{path}' has no resourceType.", path)
             return
-        plan = _plan(cls)
+        shape = _resource_shape(rt)
+        if shape is None:
+            self.fail("structure", f"'{rt}' at '{path}' is not a resource type this server knows.", path)
+            return
+        self.element(data, shape, path)
+
+    def element(self, data: dict[str, Any], shape: Shape, path: str) -> None:
+        if not data:
+            self.fail("structure", f"Empty object at '{path}'.", path)
+            return
+        fields = shape.fields
+        chosen: dict[str, str] | None = None
         for key, value in data.items():
-            if key == "resourceType":
+            f = fields.get(key)
+            if f is None:
+                if key != "resourceType" or not shape.is_resource:
+                    self.fail("structure", f"Unknown element '{path}.{key}'.", f"{path}.{key}")
                 continue
-            fp = plan.get(key)
-            sub = f"{path}.{key}"
-            if isinstance(value, list):
-                if not value:
-                    self.issues.append(Issue("error", "structure", f"Empty array at '{sub}'.", (sub,)))
-                    continue
-                for i, item in enumerate(value):
-                    if item is not None or not key.startswith("_"):
-                        self.value(item, fp, f"{sub}[{i}]")
+            if value is None:
+                self.fail("structure", f"Null value at '{path}.{key}'.", f"{path}.{key}")
+                continue
+            if f.choice is not None:
+                if chosen is None:
+                    chosen = {}
+                first = chosen.setdefault(f.choice, key)
+                if first != key:
+                    self.fail(
+                        "structure",
+                        f"Only one {f.choice}[x] is allowed at '{path}': found {first} and {key}.",
+                        f"{path}.{key}",
+                    )
+            if type(value) is list:
+                if f.many is False:
+                    self.fail("structure", f"'{path}.{key}' must not be an array.", f"{path}.{key}")
+                elif not value:
+                    self.fail("structure", f"Empty array at '{path}.{key}'.", f"{path}.{key}")
+                else:
+                    self.items(data, value, f, f"{path}.{key}")
+            elif f.many:
+                self.fail("structure", f"'{path}.{key}' must be an array.", f"{path}.{key}")
+            elif f.primitive is not None:
+                self.primitive(value, f, f"{path}.{key}")
             else:
-                self.value(value, fp, sub)
-        if cls is self.reference_cls:
+                self.complex(value, f, f"{path}.{key}")
+        for f in shape.required:
+            if f.key not in data and not (f.ext_key is not None and _has_extension(data.get(f.ext_key))):
+                self.fail("required", f"Missing required element '{path}.{f.key}'.", f"{path}.{f.key}")
+        for prefix, keys in shape.required_choices:
+            if not any(k in data for k in keys):
+                self.fail("required", f"Missing required element '{path}.{prefix}[x]'.", f"{path}.{prefix}")
+        if shape.is_reference:
             self.reference(data, path)
 
-    def value(self, value: Any, fp: _FieldPlan | None, path: str) -> None:
-        if fp is not None and fp.json_type is not None and value is not None:
-            if not _JSON_CHECKS[fp.json_type](value):
-                self.issues.append(
-                    Issue("error", "value", f"'{path}' must be a JSON {fp.json_type}.", (path,))
-                )
-                return
-        if value is None:
-            self.issues.append(Issue("error", "structure", f"Null value at '{path}'.", (path,)))
-        elif isinstance(value, str):
-            if value == "" or value.isspace():
-                self.issues.append(Issue("error", "structure", f"Empty string at '{path}'.", (path,)))
-            elif fp is not None and fp.enums is not None and value not in fp.enums:
-                allowed = ", ".join(sorted(fp.enums))
-                self.issues.append(
-                    Issue("error", "code-invalid", f"'{path}' must be one of: {allowed}.", (path,))
-                )
-        elif isinstance(value, dict) and fp is not None:
-            if fp.resource_slot:
-                self.resource(value, path)
-                if path.split(".")[-1].startswith("contained") and isinstance(value.get("id"), str):
-                    self.contained_ids.add(value["id"])
-            elif fp.child is not None:
-                self.obj(value, fp.child, path)
-                if fp.ref_types and fp.child is self.reference_cls:
-                    self.target_type(value, fp.ref_types, path)
+    def items(self, data: dict[str, Any], values: list[Any], f: Field, path: str) -> None:
+        # A null in a primitive array, or in its `_x` array, only holds a place for the other one.
+        sibling_key = f.ext_key or f.ext_of
+        sibling = data.get(sibling_key) if sibling_key is not None else None
+        if type(sibling) is not list:
+            sibling = None
+        elif f.ext_of is not None and len(sibling) != len(values):
+            self.fail("structure", f"'{path}' must have one entry per value of '{f.ext_of}'.", path)
+        for i, item in enumerate(values):
+            if item is None:
+                if sibling is None or i >= len(sibling) or sibling[i] is None:
+                    self.fail("structure", f"Null value at '{path}[{i}]'.", f"{path}[{i}]")
+            elif f.primitive is not None:
+                self.primitive(item, f, f"{path}[{i}]")
+            else:
+                self.complex(item, f, f"{path}[{i}]")
+
+    def primitive(self, value: Any, f: Field, path: str) -> None:
+        p = f.primitive
+        assert p is not None
+        if type(value) not in p.json_types:
+            self.fail("value", f"'{path}' must be a JSON {p.json_name}.", path)
+        elif type(value) is str and (not value or value.isspace()):
+            self.fail("structure", f"Empty string at '{path}'.", path)
+        elif not p.check(value):
+            self.fail("value", f"Invalid value at '{path}': {p.explain(value)}.", path)
+        elif f.enums is not None and value not in f.enums:
+            allowed = ", ".join(sorted(f.enums))
+            self.fail("code-invalid", f"'{path}' must be one of: {allowed}.", path)
+
+    def complex(self, value: Any, f: Field, path: str) -> None:
+        if type(value) is not dict:
+            self.fail("value", f"'{path}' must be a JSON object.", path)
+        elif f.resource:
+            self.resource(value, path)
+        else:
+            assert f.shape is not None
+            self.element(value, f.shape, path)
+            if f.ref_types:
+                self.target_type(value, f.ref_types, path)
 
     def reference(self, ref: dict[str, Any], path: str) -> None:
         text = ref.get("reference")
@@ -241,7 +286,7 @@ class _Walker:
     def target_type(self, ref: dict[str, Any], allowed: tuple[str, ...], path: str) -> None:
         text = ref.get("reference")
         m = LOCAL_REF_RE.match(text) if isinstance(text, str) else None
-        if m and "Resource" not in allowed and m.group(1) not in allowed:
+        if m and m.group(1) not in allowed:
             self.issues.append(
                 Issue(
                     "error",
@@ -255,39 +300,6 @@ class _Walker:
         self.issues.append(
             Issue("error", "value", f"Invalid reference at '{path}': {why}.", (f"{path}.reference",))
         )
-
-
-def validate_resource(
-    data: Any, expected_type: str | None = None, *, in_bundle: bool = False, root: str | None = None
-) -> Checked:
-    """Validate one resource (a parsed JSON object); raise FHIRError 400 listing every problem."""
-    if not isinstance(data, dict):
-        raise FHIRError.of(400, "structure", "A FHIR resource must be a JSON object.", root)
-    rt = data.get("resourceType")
-    if not isinstance(rt, str):
-        raise FHIRError.of(400, "required", "The resource has no resourceType.", root)
-    if not is_resource_type(rt):
-        raise FHIRError.of(400, "not-supported", f"'{rt}' is not a resource type this server stores.", root)
-    if expected_type is not None and rt != expected_type:
-        raise FHIRError.of(
-            400, "invalid", f"resourceType '{rt}' does not match the URL's type '{expected_type}'.", root
-        )
-    prefix = root or rt
-    issues: list[Issue] = []
-    if "id" in data and not (isinstance(data["id"], str) and ID_RE.match(data["id"])):
-        issues.append(
-            Issue("error", "value", "Resource id must be 1-64 of A-Z a-z 0-9 - and .", (f"{prefix}.id",))
-        )
-    try:
-        model_class(rt).model_validate(data)
-    except ValidationError as exc:
-        issues.extend(_model_issues(prefix, exc))
-    walker = _Walker(in_bundle)
-    walker.obj(data, model_class(rt), prefix)
-    issues.extend(walker.issues)
-    if issues:
-        raise FHIRError(400, _dedupe(issues))
-    return Checked(data, walker.refs)
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:
