@@ -3,6 +3,8 @@
 A transaction is one database transaction: ids are allocated and conditional entries resolved
 first, every fullUrl is rewritten to its server id inside every resource, then entries run in
 FHIR's order (DELETE, POST, PUT/PATCH, GET) and references are checked once all are written.
+The POSTs that create store their resources together, in one multi-row insert per table; and
+when no entry is conditional, everything before the writes happens before the transaction.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Entry:
     matched: repo.Stored | None = None  # conditional create that found its match
     same_as: Entry | None = None  # an earlier conditional create with the same condition
     checked: Checked | None = None
+    draft: repo.Draft | None = None  # a new resource, ready to insert
     result: dict[str, Any] = field(default_factory=dict)
     outcome: ia.Result | None = None  # what the interaction did (for import summaries)
 
@@ -169,19 +172,20 @@ def parse_entry(i: int, e: Any) -> Entry:
     )
 
 
-def _rewrite(value: Any, mapping: dict[str, str]) -> Any:
-    """Replace every Reference.reference that names a bundle entry's fullUrl with its server id."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if k == "reference" and isinstance(v, str) and v in mapping:
-                out[k] = mapping[v]
-            else:
-                out[k] = _rewrite(v, mapping)
-        return out
-    if isinstance(value, list):
-        return [_rewrite(v, mapping) for v in value]
-    return value
+def _rewrite(value: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    """A copy with every Reference.reference that names a bundle entry's fullUrl replaced by its
+    server id (FHIR JSON has no arrays of arrays, so lists hold objects or primitives)."""
+    out = {}
+    for k, v in value.items():
+        t = type(v)
+        if t is dict:
+            v = _rewrite(v, mapping)
+        elif t is list:
+            v = [_rewrite(x, mapping) if type(x) is dict else x for x in v]
+        elif k == "reference" and t is str:
+            v = mapping.get(v, v)
+        out[k] = v
+    return out
 
 
 def _fail(entry: Entry, exc: FHIRError) -> FHIRError:
@@ -208,43 +212,112 @@ def transaction(
     access: Access | None = None,
     on_commit: Callable[[Connection, list[str]], None] | None = None,
 ) -> dict[str, Any]:
-    """All or nothing, in one database transaction."""
-    with write_tx(srv.engine) as conn:
-        mapping: dict[str, str] = {}
-        conditions: dict[tuple[str, str, tuple[tuple[str, str], ...]], Entry] = {}
-        for en in entries:
-            try:
-                _plan(srv, conn, en, mapping, access, conditions=conditions)
-            except FHIRError as exc:
-                raise _fail(en, exc) from None
-        _check_overlaps(entries)
-        deferred = ia.Deferred()
-        for en in entries:
-            if en.resource is not None:
-                en.resource = _rewrite(en.resource, mapping)
-                try:
-                    en.checked = ia.check(srv, en.resource, en.res_type, in_bundle=True)
-                except FHIRError as exc:
-                    raise _fail(en, exc) from None
-        for en in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-            try:
-                en.result = _execute(srv, conn, en, deferred, access)
-            except FHIRError as exc:
-                raise _fail(en, exc) from None
-        # One existence query for every reference of the bundle, now that all entries are written.
-        by_index = {en.index: en for en in entries}
-        found = repo.existing(conn, [(r.resource_type, r.id) for _, r in deferred.refs])
-        for prefix, ref in deferred.refs:
-            if (ref.resource_type, ref.id) not in found:
-                try:
-                    ia.resolve_refs(conn, [ref], None)
-                except FHIRError as exc:
-                    raise _fail(by_index[int(prefix)], exc) from None
-        if on_commit is not None:
-            on_commit(
-                conn, [f"{en.res_type}/{en.target_id or en.res_id}" for en in entries if en.method != "GET"]
-            )
+    """All or nothing, in one database transaction.
+
+    Without conditional entries every id is known before anything is read, so the CPU work
+    (reference rewriting, validation, new resources' documents and index rows) runs before the
+    write transaction: on SQLite, where writers queue for one lock, it then overlaps with other
+    requests' writes instead of holding the lock.
+    """
+    if any(_conditional(en) for en in entries):
+        with write_tx(srv.engine) as conn:
+            _prepare(srv, conn, entries, access)
+            _write(srv, conn, entries, access, on_commit)
+    else:
+        _prepare(srv, None, entries, access)
+        with write_tx(srv.engine) as conn:
+            _write(srv, conn, entries, access, on_commit)
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": [en.result for en in entries]}
+
+
+def _conditional(en: Entry) -> bool:
+    """Whether the entry's id depends on what the database holds (a conditional create or update)."""
+    return (en.method == "POST" and bool(en.if_none_exist)) or (en.method == "PUT" and en.res_id is None)
+
+
+def _creates(en: Entry) -> bool:
+    """Whether the entry stores a new resource (a POST that matched nothing)."""
+    return en.method == "POST" and en.matched is None and en.same_as is None
+
+
+def _prepare(srv: Server, conn: Connection | None, entries: list[Entry], access: Access | None) -> None:
+    """Everything before the writes: ids, rewritten references, validation, new resources' drafts.
+
+    `conn` is needed (a write transaction) only when there are conditional entries.
+    """
+    mapping: dict[str, str] = {}
+    conditions: dict[tuple[str, str, tuple[tuple[str, str], ...]], Entry] = {}
+    for en in entries:
+        try:
+            _plan(srv, conn, en, mapping, access, conditions=conditions)
+        except FHIRError as exc:
+            raise _fail(en, exc) from None
+    _check_overlaps(entries)
+    for en in entries:
+        if en.resource is not None:
+            if isinstance(en.resource, dict):  # anything else fails validation below
+                en.resource = _rewrite(en.resource, mapping)
+            try:
+                en.checked = ia.check(srv, en.resource, en.res_type, in_bundle=True)
+            except FHIRError as exc:
+                raise _fail(en, exc) from None
+    for en in entries:
+        if _creates(en):
+            assert en.checked is not None and en.target_id is not None
+            try:
+                _authorize(access, en)
+            except FHIRError as exc:
+                raise _fail(en, exc) from None
+            en.draft = ia.draft(srv, en.checked, en.target_id)
+
+
+def _write(
+    srv: Server,
+    conn: Connection,
+    entries: list[Entry],
+    access: Access | None,
+    on_commit: Callable[[Connection, list[str]], None] | None,
+) -> None:
+    """Run the entries in FHIR's order (DELETE, POST, PUT/PATCH, GET), then check references."""
+    deferred = ia.Deferred()
+    ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
+    for en in ordered:
+        if en.method == "DELETE":
+            _run(srv, conn, en, deferred, access)
+    # Every new resource at once, in a few multi-row statements: their ids are all new.
+    creates = [(en, en.draft) for en in ordered if en.draft is not None]
+    stored = repo.insert(conn, [d for _, d in creates], method="POST")
+    for (en, _), new in zip(creates, stored, strict=True):
+        assert en.checked is not None
+        deferred.add(en.checked, (new.res_type, new.res_id), str(en.index))
+        en.outcome = ia.Result(201, new, en.checked.warnings)
+        en.result = _response(srv, en.outcome)
+    for en in ordered:
+        if en.method != "DELETE" and en.draft is None:
+            _run(srv, conn, en, deferred, access)
+    # What this transaction wrote exists at commit; one query checks every other reference.
+    live = [en.outcome.stored for en in entries if en.outcome is not None and en.outcome.stored is not None]
+    written = {(s.res_type, s.res_id) for s in live if not s.deleted}
+    pending = [(p, r) for p, r in deferred.refs if (r.resource_type, r.id) not in written]
+    found = repo.existing(conn, [(r.resource_type, r.id) for _, r in pending])
+    by_index = {en.index: en for en in entries}
+    for prefix, ref in pending:
+        if (ref.resource_type, ref.id) not in found:
+            try:
+                ia.resolve_refs(conn, [ref], None)
+            except FHIRError as exc:
+                raise _fail(by_index[int(prefix)], exc) from None
+    if on_commit is not None:
+        on_commit(
+            conn, [f"{en.res_type}/{en.target_id or en.res_id}" for en in entries if en.method != "GET"]
+        )
+
+
+def _run(srv: Server, conn: Connection, en: Entry, deferred: ia.Deferred, access: Access | None) -> None:
+    try:
+        en.result = _execute(srv, conn, en, deferred, access)
+    except FHIRError as exc:
+        raise _fail(en, exc) from None
 
 
 def _check_overlaps(entries: list[Entry]) -> None:
@@ -269,7 +342,7 @@ def _check_overlaps(entries: list[Entry]) -> None:
 
 def _plan(
     srv: Server,
-    conn: Connection,
+    conn: Connection | None,
     en: Entry,
     mapping: dict[str, str],
     access: Access | None = None,
@@ -293,6 +366,7 @@ def _plan(
         en.same_as = first if en.method == "POST" else None
     elif en.method == "POST":
         if en.if_none_exist:
+            assert conn is not None  # conditional: planned inside the write transaction
             ia._guard(conn, en.res_type, en.if_none_exist)
             found = ia.match(srv, conn, en.res_type, ia.query_pairs(en.if_none_exist), limit=2, **acl)
             if len(found) > 1:
@@ -304,6 +378,7 @@ def _plan(
         en.target_id = en.matched.res_id if en.matched else repo.new_id()
     elif en.method == "PUT":
         if en.res_id is None:
+            assert conn is not None
             ia._guard(conn, en.res_type, en.query)
             found = ia.match(srv, conn, en.res_type, ia.query_pairs(en.query), limit=2, **acl)
             if len(found) > 1:
@@ -346,20 +421,15 @@ def _execute(
         else:
             en.outcome = ia.delete(conn, en.res_type, en.res_id, **acl)
         return {"response": {"status": "204 No Content"}}
-    if en.method == "POST":
-        assert en.checked is not None
+    if en.method == "POST":  # one that creates nothing: `_write` stores the new resources
         if en.same_as is not None:  # ran before this one: entries run in index order per method
             assert en.same_as.outcome is not None and en.same_as.outcome.stored is not None
             en.outcome = ia.Result(200, en.same_as.outcome.stored, changed=False)
             return _response(srv, en.outcome)
-        if en.matched is not None:
-            if access is not None:
-                access.check_stored(grant, en.matched)
-            en.outcome = ia.Result(200, en.matched, changed=False)
-            return _response(srv, en.outcome)
-        en.outcome = ia.create(
-            srv, conn, en.checked, deferred=deferred, prefix=prefix, res_id=en.target_id, **acl
-        )
+        assert en.matched is not None
+        if access is not None:
+            access.check_stored(grant, en.matched)
+        en.outcome = ia.Result(200, en.matched, changed=False)
         return _response(srv, en.outcome)
     if en.method == "PUT":
         assert en.checked is not None and en.target_id is not None

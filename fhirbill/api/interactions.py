@@ -47,6 +47,10 @@ class Deferred:
 
     refs: list[tuple[str, LocalRef]] = field(default_factory=list)  # (entry path prefix, ref)
 
+    def add(self, checked: Checked, key: tuple[str, str], prefix: str) -> None:
+        """A write's local references, bar any to the resource itself."""
+        self.refs.extend((prefix, r) for r in checked.references if (r.resource_type, r.id) != key)
+
 
 def match(
     server: Server,
@@ -150,7 +154,7 @@ def _refs_or_defer(
     conn: Connection, checked: Checked, key: tuple[str, str], deferred: Deferred | None, prefix: str
 ) -> None:
     if deferred is not None:
-        deferred.refs.extend((prefix, r) for r in checked.references if (r.resource_type, r.id) != key)
+        deferred.add(checked, key, prefix)
     else:
         resolve_refs(conn, checked.references, key)
 
@@ -178,13 +182,10 @@ def create(
     checked: Checked,
     *,
     if_none_exist: str | None = None,
-    deferred: Deferred | None = None,
-    prefix: str = "",
-    res_id: str | None = None,
     access: Access | None = None,
     grant: Grant | None = None,
 ) -> Result:
-    """create, or conditional create with If-None-Exist."""
+    """create, or conditional create with If-None-Exist (a transaction's creates: `draft`)."""
     data = checked.data
     rt = data["resourceType"]
     if if_none_exist:
@@ -196,11 +197,15 @@ def create(
             if access is not None and _confined(access, grant):
                 access.check_stored(grant, found[0])
             return Result(200, found[0], changed=False)
-    res_id = res_id or repo.new_id()
-    data = _prepare(server, data, None)
-    _refs_or_defer(conn, checked, (rt, res_id), deferred, prefix)
-    stored = repo.create(conn, data, server.indexer, res_id=res_id, method="POST")
+    new = draft(server, checked, repo.new_id())
+    resolve_refs(conn, checked.references, (rt, new.res_id))
+    stored = repo.insert(conn, [new], method="POST")[0]
     return Result(201, stored, checked.warnings)
+
+
+def draft(server: Server, checked: Checked, res_id: str) -> repo.Draft:
+    """The database-free part of a create (write hooks, stored document, index rows)."""
+    return repo.draft(_prepare(server, checked.data, None), res_id, server.indexer)
 
 
 def _confined(access: Access | None, grant: Grant | None) -> bool:

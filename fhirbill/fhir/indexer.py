@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fhirbill.fhir.dates import parse_fhir_date, parse_period
-from fhirbill.fhir.searchparams import SearchParam
+from fhirbill.fhir.searchparams import Extractor, LinearPath, SearchParam, TypedPath
 
 ISO_4217 = "urn:iso:std:iso:4217"
 
@@ -426,45 +426,88 @@ def _add_untyped(
         b(code, v, base, out)
 
 
+def _untyped(builders: dict[str, Builder], t: str | None) -> Builder:
+    def build(code: str, v: Any, base: str, out: list[Any]) -> None:
+        _add_untyped(builders, code, v, t, base, out)
+
+    return build
+
+
+# One step of a plan: (first field of the path, or None; row type; parameter code; what yields the
+# values; what turns each value into rows).
+_Step = tuple[str | None, str, str, Callable[[dict[str, Any]], Iterable[Any]], Builder]
+
+
+class IndexPlan:
+    """Parameters flattened into the steps `extract` takes, each path's row builder chosen once.
+
+    Build one per set of parameters and reuse it (building costs a third of an extraction). A
+    step whose path starts at a field the resource lacks, as most do, is skipped with one lookup.
+    """
+
+    __slots__ = ("params", "steps")
+
+    def __init__(self, params: Mapping[str, SearchParam]) -> None:
+        self.params = params
+        steps: list[_Step] = []
+        for code, p in params.items():
+            ext = p.extractor
+            builders = _BUILDERS.get(p.type)
+            if ext is None or p.column is not None or builders is None:
+                continue
+            for path in ext.paths:
+                t = path.fhir_type
+                b = builders.get(t) or (_untyped(builders, t) if t == "Extension" else None)
+                if b is not None:
+                    steps.append((_first_field(path), p.type, code, path.evaluate, b))
+            if ext.fallback is not None:
+                steps.append((None, p.type, code, _fallback(ext), _untyped(builders, None)))
+        self.steps = tuple(steps)
+
+    def extract(self, resource: Mapping[str, Any], base_url: str = "") -> IndexRows:
+        """Index rows for a resource."""
+        base_url = base_url.rstrip("/")
+        lists: dict[str, list[Any]] = {
+            "token": [],
+            "reference": [],
+            "date": [],
+            "string": [],
+            "number": [],
+            "quantity": [],
+            "uri": [],
+        }
+        res = resource if type(resource) is dict else dict(resource)
+        for first, kind, code, values, build in self.steps:
+            if first is not None and first not in res:
+                continue
+            out = lists[kind]
+            for v in values(res):
+                build(code, v, base_url, out)
+        return IndexRows(
+            token=list(dict.fromkeys(lists["token"])),
+            reference=list(dict.fromkeys(lists["reference"])),
+            date=list(dict.fromkeys(lists["date"])),
+            string=list(dict.fromkeys(lists["string"])),
+            number=list(dict.fromkeys(lists["number"])),
+            quantity=list(dict.fromkeys(lists["quantity"])),
+            uri=list(dict.fromkeys(lists["uri"])),
+        )
+
+
+def _fallback(ext: Extractor) -> Callable[[dict[str, Any]], Iterable[Any]]:
+    def values(resource: dict[str, Any]) -> Iterable[Any]:
+        return (v for v, _ in ext.fallback_values(resource))
+
+    return values
+
+
+def _first_field(path: TypedPath) -> str | None:
+    """The field a path starts with, when an absent field means no values."""
+    if isinstance(path, LinearPath) and path.steps and path.steps[0][0] == "f":
+        return str(path.steps[0][1])
+    return None  # ExistsNotFalse yields false for an absent field
+
+
 def extract(resource: Mapping[str, Any], params: Mapping[str, SearchParam], base_url: str = "") -> IndexRows:
     """Index rows for a resource from the given parameters (main-table and unindexed skipped)."""
-    base_url = base_url.rstrip("/")
-    lists: dict[str, list[Any]] = {
-        "token": [],
-        "reference": [],
-        "date": [],
-        "string": [],
-        "number": [],
-        "quantity": [],
-        "uri": [],
-    }
-    res = resource if type(resource) is dict else dict(resource)
-    for code, p in params.items():
-        ext = p.extractor
-        if ext is None or p.column is not None:
-            continue
-        builders = _BUILDERS.get(p.type)
-        if builders is None:
-            continue
-        out = lists[p.type]
-        for path in ext.paths:
-            t = path.fhir_type
-            b = builders.get(t)
-            if b is not None:
-                for v in path.evaluate(res):
-                    b(code, v, base_url, out)
-            elif t == "Extension":
-                for v in path.evaluate(res):
-                    _add_untyped(builders, code, v, t, base_url, out)
-        if ext.fallback is not None:
-            for v, _ in ext.fallback_values(res):
-                _add_untyped(builders, code, v, None, base_url, out)
-    return IndexRows(
-        token=list(dict.fromkeys(lists["token"])),
-        reference=list(dict.fromkeys(lists["reference"])),
-        date=list(dict.fromkeys(lists["date"])),
-        string=list(dict.fromkeys(lists["string"])),
-        number=list(dict.fromkeys(lists["number"])),
-        quantity=list(dict.fromkeys(lists["quantity"])),
-        uri=list(dict.fromkeys(lists["uri"])),
-    )
+    return IndexPlan(params).extract(resource, base_url)

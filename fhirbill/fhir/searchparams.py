@@ -130,7 +130,8 @@ def _type_matches(actual: str, wanted: str) -> bool:
     return wanted in _ancestors(actual)
 
 
-_REF_TYPE_RE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
+_TYPE_RE = re.compile(r"[A-Z][A-Za-z]+")
+_ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def reference_type(ref: Any) -> str | None:
@@ -139,9 +140,13 @@ def reference_type(ref: Any) -> str | None:
         return None
     r = ref.get("reference")
     if isinstance(r, str):
-        m = _REF_TYPE_RE.search(r)
-        if m:
-            return m.group(1)
+        # [.../]Type/id[/_history/vid]: split from the right rather than search the whole string
+        # with a regex (called for every Reference a `where(resolve() is T)` path meets).
+        parts = r.rsplit("/", 4)
+        if len(parts) >= 4 and parts[-2] == "_history" and parts[-1]:
+            parts = parts[:-2]
+        if len(parts) >= 2 and _TYPE_RE.fullmatch(parts[-2]) and _ID_RE.fullmatch(parts[-1]):
+            return parts[-2]
     t = ref.get("type")
     return t if isinstance(t, str) else None
 

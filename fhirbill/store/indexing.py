@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, select
 
-from fhirbill.fhir.indexer import extract
+from fhirbill.fhir.indexer import IndexPlan
 from fhirbill.fhir.searchparams import SearchParamRegistry
 from fhirbill.store.db import write_tx
 from fhirbill.store.resources import IndexRows, write_index
@@ -17,9 +17,15 @@ from fhirbill.store.tables import INDEX_TABLES, resources
 
 def make_indexer(params: SearchParamRegistry, base_url: str) -> Callable[[dict[str, Any]], IndexRows]:
     """A function from a resource to its index rows, per the registry's definitions."""
+    plans: dict[str, IndexPlan] = {}
 
     def index(resource: dict[str, Any]) -> IndexRows:
-        rows = extract(resource, params.indexed_for_type(resource["resourceType"]), base_url)
+        rt = resource["resourceType"]
+        defs = params.indexed_for_type(rt)
+        plan = plans.get(rt)
+        if plan is None or plan.params is not defs:  # the registry's dict is new after a definition is added
+            plan = plans[rt] = IndexPlan(defs)
+        rows = plan.extract(resource, base_url)
         return {kind: getattr(rows, kind) for kind in INDEX_TABLES}
 
     return index

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, func, insert, or_, select
-from sqlalchemy import delete as sql_delete
+from sqlalchemy import Connection, Dialect, Table, and_, func, or_, select
 from sqlalchemy import update as sql_update
-from sqlalchemy.exc import IntegrityError
 
 from fhirbill.fhir.errors import FHIRError
 from fhirbill.fhir.ids import new_id
@@ -23,13 +22,6 @@ from fhirbill.store.tables import INDEX_TABLES, resource_versions, resources
 
 IndexRows = dict[str, list[tuple[Any, ...]]]
 Indexer = Callable[[dict[str, Any]], IndexRows]
-
-# Column names of each index table after (rid, res_type, param), matching the indexer's tuples.
-_INDEX_COLUMNS = {kind: [c.name for c in t.columns][3:] for kind, t in INDEX_TABLES.items()}
-_MAX_LEN = {
-    kind: [getattr(t.c[name].type, "length", None) for name in _INDEX_COLUMNS[kind]]
-    for kind, t in INDEX_TABLES.items()
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,21 +49,22 @@ def now_utc() -> datetime:
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
+@lru_cache(maxsize=256)  # every entry of a Bundle page or transaction response, mostly a few times
 def instant(t: datetime) -> str:
     """A stored timestamp as a FHIR instant."""
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
-def render(data: dict[str, Any], res_id: str, version: int, when: datetime) -> str:
-    """Canonical JSON text for a version: resourceType, id and meta first, then the rest."""
+def _document(data: dict[str, Any], res_id: str, version: int, last_updated: str) -> dict[str, Any]:
+    """A version as stored: resourceType, id and meta first, then the rest (shared, not copied)."""
     meta = dict(data.get("meta") or {})
     meta["versionId"] = str(version)
-    meta["lastUpdated"] = instant(when)
+    meta["lastUpdated"] = last_updated
     out: dict[str, Any] = {"resourceType": data["resourceType"], "id": res_id, "meta": meta}
     for k, v in data.items():
         if k not in out:
             out[k] = v
-    return orjson.dumps(out).decode()
+    return out
 
 
 def _sql(conn: Connection, text: str) -> str:
@@ -132,26 +125,193 @@ def existing(conn: Connection, keys: Iterable[tuple[str, str]]) -> set[tuple[str
     return found
 
 
-def _index_params(kind: str, rid: int, res_type: str, values: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    cols = _INDEX_COLUMNS[kind]
-    limits = _MAX_LEN[kind]
-    params = []
-    for tup in values:
-        rec: dict[str, Any] = {"rid": rid, "res_type": res_type, "param": tup[0]}
-        for name, limit, val in zip(cols, limits, tup[1:], strict=True):
-            rec[name] = val[:limit] if limit and isinstance(val, str) else val
-        params.append(rec)
-    return params
+@dataclass(slots=True)
+class Draft:
+    """A new resource ready to insert: its stored document and index rows, computed without the
+    database so that callers can do this CPU work before they take the write lock."""
+
+    res_type: str
+    res_id: str
+    doc: dict[str, Any]  # as stored; insert stamps meta.lastUpdated
+    index: IndexRows
+
+
+def draft(data: dict[str, Any], res_id: str, indexer: Indexer) -> Draft:
+    """Version 1 of a new resource, ready for `insert`."""
+    # meta.lastUpdated waits for insert, inside the write transaction, so that it follows commit
+    # order on SQLite. No index row depends on it: _lastUpdated is a column of `resources`.
+    doc = _document(data, res_id, 1, "")
+    return Draft(doc["resourceType"], res_id, doc, indexer(doc))
+
+
+def insert(
+    conn: Connection, drafts: list[Draft], *, method: str = "POST", when: datetime | None = None
+) -> list[Stored]:
+    """Insert new resources with one statement per table, however many there are.
+
+    A single resource gets 409 if its id is taken (the caller may update instead). Several must
+    carry new ids (server-assigned, or known to be free): a clash fails them all.
+    """
+    if not drafts:
+        return []
+    when = when or now_utc()
+    stamp = instant(when)
+    texts = []
+    for d in drafts:
+        d.doc["meta"]["lastUpdated"] = stamp
+        texts.append(orjson.dumps(d.doc).decode())
+    if len(drafts) == 1:
+        # One row: the database picks its rid, and ON CONFLICT reports a taken id without the
+        # savepoint (two more statements) that catching an IntegrityError would need.
+        d = drafts[0]
+        [row] = _driver_rows(
+            conn.dialect, resources, [(None, d.res_type, d.res_id, 1, when, False, texts[0])]
+        )
+        rid = conn.exec_driver_sql(_sql(conn, _INSERT_NEW), row[1:]).scalar()
+        if rid is None:
+            raise FHIRError.of(409, "conflict", f"{d.res_type}/{d.res_id} already exists.")
+        rids = [int(rid)]
+    else:
+        rids = _reserve_rids(conn, len(drafts))
+        rows = [
+            (rid, d.res_type, d.res_id, 1, when, False, t)
+            for rid, d, t in zip(rids, drafts, texts, strict=True)
+        ]
+        _write(conn, [(resources, rows)])
+    versions = [
+        (rid, 1, d.res_type, d.res_id, when, method, t) for rid, d, t in zip(rids, drafts, texts, strict=True)
+    ]
+    index = _index_batches([(rid, d.res_type, d.index) for rid, d in zip(rids, drafts, strict=True)])
+    _write(conn, [(resource_versions, versions), *index])
+    return [
+        Stored(rid, d.res_type, d.res_id, 1, when, False, t, method)
+        for rid, d, t in zip(rids, drafts, texts, strict=True)
+    ]
+
+
+# Writes below go to the driver (its own SQL, its cursor): SQLAlchemy's statement and per-row
+# parameter processing cost more than the inserts themselves. What its bind processors would do
+# to values (dates as text and decimals as floats on SQLite) is done only where needed. Errors
+# are the driver's exceptions, unwrapped; nothing here catches them.
+_INSERT_NEW = (
+    "INSERT INTO resources (res_type, res_id, version, last_updated, deleted, content) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (res_type, res_id) DO NOTHING RETURNING rid"
+)
+# From this many rows COPY beats a multi-row INSERT on PostgreSQL (measured: a COPY costs about
+# two INSERT round trips, then much less per row).
+_COPY_MIN = 16
+_INDEX_SET = frozenset(INDEX_TABLES.values())
+
+Batch = tuple[Table, list[tuple[Any, ...]]]  # complete rows of a table, every column in order
+
+
+@cache
+def _fixes(
+    dialect: Dialect, table: Table
+) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, Callable[[Any], Any]], ...]]:
+    """What values need before the driver takes them: (position, length) of the indexed values
+    (after rid, res_type, param), which are cut to their column while the resource keeps them
+    whole; and (position, conversion) where SQLAlchemy would convert."""
+    cuts, procs = [], []
+    for i, col in enumerate(table.columns):
+        limit = getattr(col.type, "length", None)
+        proc = col.type.dialect_impl(dialect).bind_processor(dialect)
+        if table in _INDEX_SET and i > 2 and limit:
+            cuts.append((i, limit))
+        elif proc is not None:
+            procs.append((i, proc))
+    return tuple(cuts), tuple(procs)
+
+
+def _driver_rows(dialect: Dialect, table: Table, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    cuts, procs = _fixes(dialect, table)
+    if procs:
+        rows = [_converted(r, procs) for r in rows]
+    for i, limit in cuts:  # a scan per column: values too long to index are rare
+        long = [k for k, r in enumerate(rows) if type(r[i]) is str and len(r[i]) > limit]
+        if long:
+            rows = list(rows)
+            for k in long:
+                r = rows[k]
+                rows[k] = (*r[:i], r[i][:limit], *r[i + 1 :])
+    return rows
+
+
+def _converted(row: tuple[Any, ...], procs: tuple[tuple[int, Callable[[Any], Any]], ...]) -> tuple[Any, ...]:
+    values = list(row)
+    for i, proc in procs:
+        if values[i] is not None:
+            values[i] = proc(values[i])
+    return tuple(values)
+
+
+def _reserve_rids(conn: Connection, n: int) -> list[int]:
+    """`n` unused rids, so that many rows go in without RETURNING (whose order is not defined)."""
+    if conn.dialect.name == "postgresql":
+        sql = "SELECT nextval(pg_get_serial_sequence('resources', 'rid')) FROM generate_series(1, %s)"
+        return [int(r[0]) for r in conn.exec_driver_sql(sql, (n,))]
+    # SQLite serialises writers, so the rids above the largest are free until this commits. (A
+    # deferred transaction that read an older largest cannot write: it gets SQLITE_BUSY_SNAPSHOT.)
+    top = conn.exec_driver_sql("SELECT coalesce(max(rid), 0) FROM resources").scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + n))
+
+
+def _index_batches(items: list[tuple[int, str, IndexRows]]) -> list[Batch]:
+    """The index rows of resources given as (rid, type, rows), per table."""
+    return [
+        (table, [(rid, rt, *values) for rid, rt, rows in items for values in rows.get(kind, ())])
+        for kind, table in INDEX_TABLES.items()
+    ]
+
+
+def _write(conn: Connection, batches: list[Batch], *, clear: int | None = None) -> None:
+    """Insert rows, after deleting the index rows of resource `clear`, reading nothing back.
+
+    With no result to wait for, PostgreSQL gets the deletes and small inserts in one pipeline (one
+    round trip for all: round trips were most of a single create's time) and big batches by COPY.
+    SQLite, in process, runs them one by one.
+    """
+    dialect = conn.dialect
+    batches = [(t, _driver_rows(dialect, t, rows)) for t, rows in batches if rows]
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    if dialect.name != "postgresql":
+        cur = dbapi.cursor()
+        try:
+            for table in INDEX_TABLES.values() if clear is not None else ():
+                cur.execute(f"DELETE FROM {table.name} WHERE rid = ?", (clear,))
+            for table, rows in batches:
+                cur.executemany(_insert_sql(table, 1, "?"), rows)
+        finally:
+            cur.close()
+        return
+    with dbapi.cursor() as cur:
+        with dbapi.pipeline():
+            for table in INDEX_TABLES.values() if clear is not None else ():
+                cur.execute(f"DELETE FROM {table.name} WHERE rid = %s", (clear,))
+            for table, rows in batches:
+                if len(rows) < _COPY_MIN:
+                    cur.execute(_insert_sql(table, len(rows), "%s"), [v for r in rows for v in r])
+        for table, rows in batches:
+            if len(rows) >= _COPY_MIN:
+                names = ", ".join(c.name for c in table.columns)
+                with cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                    for r in rows:
+                        copy.write_row(r)
+
+
+@cache
+def _insert_sql(table: Table, n: int, mark: str) -> str:
+    """INSERT of `n` complete rows."""
+    row = "(" + ", ".join([mark] * len(table.columns)) + ")"
+    return (
+        f"INSERT INTO {table.name} ({', '.join(c.name for c in table.columns)}) VALUES {', '.join([row] * n)}"
+    )
 
 
 def write_index(conn: Connection, rid: int, res_type: str, rows: IndexRows, *, fresh: bool) -> None:
     """Replace a resource's index rows."""
-    if not fresh:
-        for table in INDEX_TABLES.values():
-            conn.execute(sql_delete(table).where(table.c.rid == rid))
-    for kind, values in rows.items():
-        if values:
-            conn.execute(insert(INDEX_TABLES[kind]), _index_params(kind, rid, res_type, values))
+    _write(conn, _index_batches([(rid, res_type, rows)]), clear=None if fresh else rid)
 
 
 def create(
@@ -164,42 +324,7 @@ def create(
     when: datetime | None = None,
 ) -> Stored:
     """Insert version 1 of a new resource; 409 if the id is taken (the caller decides to update)."""
-    when = when or now_utc()
-    res_type = data["resourceType"]
-    chosen = res_id is not None
-    res_id = res_id or new_id()
-    text = render(data, res_id, 1, when)
-    row = {
-        "res_type": res_type,
-        "res_id": res_id,
-        "version": 1,
-        "last_updated": when,
-        "deleted": False,
-        "content": text,
-    }
-    stmt = insert(resources).returning(resources.c.rid)
-    if not chosen:  # 128 random bits cannot collide; no savepoint needed
-        rid = conn.execute(stmt, row).scalar_one()
-    else:
-        try:
-            with conn.begin_nested():
-                rid = conn.execute(stmt, row).scalar_one()
-        except IntegrityError:
-            raise FHIRError.of(409, "conflict", f"{res_type}/{res_id} already exists.") from None
-    conn.execute(
-        insert(resource_versions),
-        {
-            "rid": rid,
-            "version": 1,
-            "res_type": res_type,
-            "res_id": res_id,
-            "last_updated": when,
-            "method": method,
-            "content": text,
-        },
-    )
-    write_index(conn, rid, res_type, indexer(orjson.loads(text)), fresh=True)
-    return Stored(rid, res_type, res_id, 1, when, False, text, method)
+    return insert(conn, [draft(data, res_id or new_id(), indexer)], method=method, when=when)[0]
 
 
 def create_many(
@@ -209,53 +334,7 @@ def create_many(
 
     A resource keeps the id it carries (a clash fails the whole batch); others get server ids.
     """
-    if not items:
-        return []
-    when = now_utc()
-    rows = []
-    for data in items:
-        res_id = data.get("id") or new_id()
-        rows.append(
-            {
-                "res_type": data["resourceType"],
-                "res_id": res_id,
-                "version": 1,
-                "last_updated": when,
-                "deleted": False,
-                "content": render(data, res_id, 1, when),
-            }
-        )
-    rids = (
-        conn.execute(insert(resources).returning(resources.c.rid, sort_by_parameter_order=True), rows)
-        .scalars()
-        .all()
-    )
-    conn.execute(
-        insert(resource_versions),
-        [
-            {
-                "rid": rid,
-                "version": 1,
-                "res_type": r["res_type"],
-                "res_id": r["res_id"],
-                "last_updated": when,
-                "method": method,
-                "content": r["content"],
-            }
-            for rid, r in zip(rids, rows, strict=True)
-        ],
-    )
-    merged: dict[str, list[dict[str, Any]]] = {}
-    for rid, r in zip(rids, rows, strict=True):
-        for kind, values in indexer(orjson.loads(r["content"])).items():
-            merged.setdefault(kind, []).extend(_index_params(kind, rid, r["res_type"], values))
-    for kind, params in merged.items():
-        if params:
-            conn.execute(insert(INDEX_TABLES[kind]), params)
-    return [
-        Stored(rid, r["res_type"], r["res_id"], 1, when, False, r["content"], method)
-        for rid, r in zip(rids, rows, strict=True)
-    ]
+    return insert(conn, [draft(data, data.get("id") or new_id(), indexer) for data in items], method=method)
 
 
 def same_content(current: Stored, data: dict[str, Any]) -> bool:
@@ -285,22 +364,22 @@ def update(
 ) -> Stored:
     """Write the next version; 412 if someone else wrote a version since `current` was read."""
     when = max(when or now_utc(), current.last_updated)
-    text = render(data, current.res_id, current.version + 1, when)
-    stored = _next_version(conn, current, text, method, when)
-    write_index(conn, current.rid, current.res_type, indexer(orjson.loads(text)), fresh=current.deleted)
+    doc = _document(data, current.res_id, current.version + 1, instant(when))
+    stored = _next_version(conn, current, orjson.dumps(doc).decode(), method, when)
+    index = _index_batches([(current.rid, current.res_type, indexer(doc))])
+    _write(conn, [_version_row(stored), *index], clear=None if current.deleted else current.rid)
     return stored
 
 
 def mark_deleted(conn: Connection, current: Stored, *, when: datetime | None = None) -> Stored:
     """Delete: a new version with no content; history keeps every earlier version."""
     stored = _next_version(conn, current, None, "DELETE", max(when or now_utc(), current.last_updated))
-    for table in INDEX_TABLES.values():
-        conn.execute(sql_delete(table).where(table.c.rid == current.rid))
+    _write(conn, [_version_row(stored)], clear=current.rid)
     return stored
 
 
 def _next_version(conn: Connection, current: Stored, text: str | None, method: str, when: datetime) -> Stored:
-    """Move the current row on one version (optimistically) and append it to the history."""
+    """Move the current row on one version (optimistically); the caller writes its history row."""
     version = current.version + 1
     res = conn.execute(
         sql_update(resources)
@@ -311,19 +390,14 @@ def _next_version(conn: Connection, current: Stored, text: str | None, method: s
         raise FHIRError.of(
             412, "conflict", f"{current.res_type}/{current.res_id} was changed by another request."
         )
-    conn.execute(
-        insert(resource_versions),
-        {
-            "rid": current.rid,
-            "version": version,
-            "res_type": current.res_type,
-            "res_id": current.res_id,
-            "last_updated": when,
-            "method": method,
-            "content": text,
-        },
-    )
     return Stored(current.rid, current.res_type, current.res_id, version, when, text is None, text, method)
+
+
+def _version_row(s: Stored) -> Batch:
+    return (
+        resource_versions,
+        [(s.rid, s.version, s.res_type, s.res_id, s.last_updated, s.method, s.content)],
+    )
 
 
 def history(

@@ -246,6 +246,32 @@ def test_reference_type() -> None:
     assert reference_type("Patient/1") is None
 
 
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("Observation/a.b-c", "Observation"),
+        ("Patient/1/_history/", None),  # no version after _history
+        ("Patient/1/_history/a/b", None),
+        ("x/Patient/1/_history/2", "Patient"),
+        ("a/Patient/_history/x", None),  # "a" is not a type
+        ("patient/1", None),
+        ("P/1", None),  # a type has two letters at least
+        ("Patient/" + "1" * 64, "Patient"),
+        ("Patient/" + "1" * 65, None),
+        ("Patient/1/extra", None),
+        ("Patient//1", None),
+        ("Patient/$x", None),
+        ("/Patient/1", "Patient"),
+        ("#contained", None),
+        ("", None),
+    ],
+)
+def test_reference_type_reads_the_last_segments(ref: str, expected: str | None) -> None:
+    """Type/id (or Type/id/_history/v) at the end of the reference, after a '/' or at its start."""
+    assert reference_type({"reference": ref}) == expected
+    assert reference_type({"reference": ref, "type": "Group"}) == (expected or "Group")
+
+
 def test_later_files_override_and_lists_load(tmp_path: Path) -> None:
     (tmp_path / "SearchParameter-custom.json").write_text(
         json.dumps(
