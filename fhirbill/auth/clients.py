@@ -125,7 +125,8 @@ def add_client(
         _check_jwks(jwks)
     method = "none" if public else "client_secret_basic" if secret else "private_key_jwt"
     scope = " ".join(sc.split(scope if scope is not None else DEFAULT_SCOPES[grant_type]))
-    cid = client_id or secrets.token_urlsafe(18)
+    # Hex, not url-safe base64: an id starting with "-" reads as an option on a command line.
+    cid = client_id or secrets.token_hex(16)
     out = {"client_id": cid}
     secret_hash = None
     if secret:

@@ -24,7 +24,7 @@ import orjson
 from pydantic import ValidationError
 
 from fhirbill.fhir.errors import FHIRError, Issue
-from fhirbill.fhir.registry import is_resource_type, model_class
+from fhirbill.fhir.registry import RESOURCE_TYPES, is_resource_type, model_class
 from fhirbill.fhir.schema import Field, Shape, shape_of
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -141,6 +141,12 @@ def _model_issues(root: str, exc: ValidationError) -> list[Issue]:
 @cache
 def _resource_shape(resource_type: str) -> Shape | None:
     return shape_of(model_class(resource_type)) if is_resource_type(resource_type) else None
+
+
+def compile_shapes() -> None:
+    """Compile every stored type's shape now instead of on its first write."""
+    for rt in RESOURCE_TYPES:
+        _resource_shape(rt)
 
 
 def _has_extension(ext: Any) -> bool:
