@@ -10,9 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from fhirbill.fhir.profiles import ProfileRegistry
-from fhirbill.fhir.registry import RESOURCE_TYPES
 from fhirbill.fhir.searchparams import SearchParamRegistry
-from fhirbill.fhir.validation import compile_shapes
 from fhirbill.rcm.claims import assign_control_number
 from fhirbill.settings import Settings
 from fhirbill.store.db import make_engine
@@ -56,6 +54,10 @@ class Server:
     def warm(self) -> None:
         """Compile now what the first writes of each type would compile (validation shapes and
         index plans, about half a second), so that serving starts at full speed."""
+        # Imported here: loading every model class costs a second or two that CLI commands skip.
+        from fhirbill.fhir.registry import RESOURCE_TYPES
+        from fhirbill.fhir.validation import compile_shapes
+
         compile_shapes()
         for rt in RESOURCE_TYPES:
             self.indexer({"resourceType": rt})
