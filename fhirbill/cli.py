@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -29,6 +30,7 @@ def _server() -> Any:
 
     srv = Server.build(_settings())
     click.get_current_context().call_on_close(srv.engine.dispose)
+    gc.freeze()  # registries and models outlive the command: keep them out of full collections
     return srv
 
 

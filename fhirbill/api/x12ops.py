@@ -69,8 +69,9 @@ def resolver(engine: Engine, base: str) -> Callable[[str], dict[str, Any] | None
 def load_claims(conn: Connection, ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[Rejected]]:
     """The live Claims with these ids, and a rejection for each one that is not there."""
     claims, missing = [], []
+    found = repo.get_many(conn, "Claim", ids)
     for cid in ids:
-        cur = repo.get_current(conn, "Claim", cid)
+        cur = found.get(cid)
         if cur is None or cur.content is None:
             what = "was deleted" if cur else "is not known"
             missing.append(Rejected(cid, (Issue("error", "not-found", f"Claim/{cid} {what}.", ("Claim",)),)))

@@ -97,6 +97,18 @@ def get_current(conn: Connection, res_type: str, res_id: str, *, lock: bool = Fa
     return Stored(r[0], r[1], r[2], r[3], _when(r[4]), bool(r[5]), r[6])
 
 
+def get_many(conn: Connection, res_type: str, ids: Iterable[str]) -> dict[str, Stored]:
+    """The current rows of many resources of one type (deleted ones included), by id."""
+    wanted = sorted(set(ids))
+    out: dict[str, Stored] = {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        sql = _CURRENT.replace("res_id = ?", f"res_id IN ({', '.join(['?'] * len(chunk))})")
+        for r in conn.exec_driver_sql(_sql(conn, sql), (res_type, *chunk)):
+            out[r[2]] = Stored(r[0], r[1], r[2], r[3], _when(r[4]), bool(r[5]), r[6])
+    return out
+
+
 def get_version(conn: Connection, res_type: str, res_id: str, version: int) -> Stored | None:
     """One historical version (a DELETE entry has content None)."""
     v = resource_versions

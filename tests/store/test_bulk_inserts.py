@@ -116,3 +116,17 @@ def test_index_plans_follow_new_definitions() -> None:
     assert index(pat)["token"] == [("gender", None, "female", None)]
     define("active", "Patient.active")
     assert index(pat)["token"] == [("gender", None, "female", None), ("active", None, "true", None)]
+
+
+def test_get_many_reads_current_rows_in_chunks(server: Any) -> None:
+    """Ids across several 500-id chunks; deleted rows come back marked, unknown ids do not."""
+    with write_tx(server.engine) as conn:
+        stored = repo.create_many(conn, [patient(n) for n in range(1203)], server.indexer)
+        gone = repo.mark_deleted(conn, stored[7])
+    ids = [s.res_id for s in stored] + ["no-such-id"]
+    with server.engine.connect() as conn:
+        found = repo.get_many(conn, "Patient", ids)
+        assert repo.get_many(conn, "Claim", ids[:3]) == {}
+    assert set(found) == {s.res_id for s in stored}
+    assert found[gone.res_id].deleted and found[gone.res_id].content is None
+    assert found[stored[1000].res_id].content == stored[1000].content
