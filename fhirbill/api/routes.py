@@ -6,6 +6,7 @@ request leaves one AuditEvent (in the write's own transaction when a write succe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -89,10 +90,20 @@ def _cors(resp: Response) -> Response:
     return resp
 
 
-def _origins() -> set[str]:
-    srv = server()
-    with read_tx(srv.engine) as conn:
-        return all_origins(conn) | set(srv.settings.extra.get("cors_origins") or ())
+# Registered origins change rarely (`fhirbill clients add` or `revoke`): read them at most this
+# often per worker, not on every request a browser app makes.
+ORIGINS_TTL = 5.0
+
+
+def _origins() -> frozenset[str]:
+    cached = current_app.extensions.get("fhirbill.origins")
+    now = time.monotonic()
+    if cached is None or cached[0] <= now:
+        srv = server()
+        with read_tx(srv.engine) as conn:
+            found = all_origins(conn) | set(srv.settings.extra.get("cors_origins") or ())
+        cached = current_app.extensions["fhirbill.origins"] = (now + ORIGINS_TTL, frozenset(found))
+    return cached[1]  # type: ignore[no-any-return]
 
 
 @bp.after_request
