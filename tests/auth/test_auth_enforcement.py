@@ -253,6 +253,20 @@ def test_user_scopes_of_a_patient_user_stay_with_that_patient(billing_data: Live
     assert {e["resource"]["id"] for e in found} == {"eob-a"}
 
 
+def test_history_counts_nothing_the_token_cannot_see(billing_data: Live) -> None:
+    """History totals would count other types' versions (and AuditEvents): they are left out."""
+    token = token_for(billing_data, "system/Claim.rs", name="claims-only")
+    for path in ("_history", "Claim/_history", "Claim/claim-a/_history"):
+        r = fhir(billing_data, "GET", path, token)
+        assert r.status_code == 200, path
+        body = r.json()
+        assert "total" not in body, path
+        # (a server-wide page may even be empty: what the token may not read is dropped from it)
+        assert {e["request"]["url"].split("/")[0] for e in body.get("entry", [])} <= {"Claim"}, path
+        if path != "_history":
+            assert body["entry"], path
+
+
 # --- AuditEvent ----------------------------------------------------------------------------------
 
 
