@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fhirbill.cli import gunicorn_command
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -286,24 +288,7 @@ def settle(timeout: float = 60.0) -> float:
 
 def gunicorn_args(app: str, port: int, workers: int, threads: int) -> list[str]:
     """The gunicorn command line `fhirbill serve` uses, for another WSGI app (the floor)."""
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        app,
-        "--bind",
-        f"{HOST}:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--worker-class",
-        "gthread",
-        "--access-logfile",
-        "/dev/null",
-        "--error-logfile",
-        "-",
-    ]
+    return gunicorn_command(app, HOST, port, workers, threads)
 
 
 def fhirbill(*args: str, env: dict[str, str]) -> None:

@@ -39,18 +39,13 @@ def main() -> None:
     """fhirbill: a FHIR R4 medical billing server."""
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Run the server under gunicorn (not the Flask development server)."""
-    args = [
+def gunicorn_command(app: str, host: str, port: int, workers: int, threads: int) -> list[str]:
+    """The gunicorn command line that serves a WSGI app (`fhirbill serve`, and the bench's others)."""
+    return [
         sys.executable,
         "-m",
         "gunicorn",
-        "wsgi:app",
+        app,
         "--bind",
         f"{host}:{port}",
         "--workers",
@@ -66,6 +61,16 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         "--chdir",
         str(Path(__file__).resolve().parent.parent),
     ]
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Run the server under gunicorn (not the Flask development server)."""
+    args = gunicorn_command("wsgi:app", host, port, workers, threads)
     os.execv(sys.executable, args)
 
 
