@@ -161,28 +161,31 @@ def _token_audit(client_id: str | None, grant_type: str | None, outcome: int, de
 # --- discovery ------------------------------------------------------------------------------
 
 
+def _discovery() -> dict[str, Any]:
+    """What the SMART and the OpenID discovery documents both say."""
+    u = urls(_settings().base_url)
+    return {
+        "issuer": u["issuer"],
+        "jwks_uri": u["jwks"],
+        "authorization_endpoint": u["authorize"],
+        "token_endpoint": u["token"],
+        "introspection_endpoint": u["introspect"],
+        "revocation_endpoint": u["revoke"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "none"],
+        "scopes_supported": SCOPES_SUPPORTED,
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+    }
+
+
 @bp.get("/fhir/.well-known/smart-configuration")
 def smart_configuration() -> Response:
     """SMART discovery (JSON whatever the Accept header)."""
-    u = urls(_settings().base_url)
     return _json(
         {
-            "issuer": u["issuer"],
-            "jwks_uri": u["jwks"],
-            "authorization_endpoint": u["authorize"],
-            "token_endpoint": u["token"],
-            "introspection_endpoint": u["introspect"],
-            "revocation_endpoint": u["revoke"],
-            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
-            "token_endpoint_auth_methods_supported": [
-                "private_key_jwt",
-                "client_secret_basic",
-                "none",
-            ],
+            **_discovery(),
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-            "scopes_supported": SCOPES_SUPPORTED,
-            "response_types_supported": ["code"],
-            "code_challenge_methods_supported": ["S256"],
             "capabilities": CAPABILITIES,
         }
     )
@@ -191,27 +194,12 @@ def smart_configuration() -> Response:
 @bp.get("/fhir/.well-known/openid-configuration")
 def openid_configuration() -> Response:
     """OpenID Connect discovery at the issuer."""
-    u = urls(_settings().base_url)
     return _json(
         {
-            "issuer": u["issuer"],
-            "authorization_endpoint": u["authorize"],
-            "token_endpoint": u["token"],
-            "jwks_uri": u["jwks"],
-            "introspection_endpoint": u["introspect"],
-            "revocation_endpoint": u["revoke"],
-            "response_types_supported": ["code"],
+            **_discovery(),
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": SCOPES_SUPPORTED,
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
-            "token_endpoint_auth_methods_supported": [
-                "private_key_jwt",
-                "client_secret_basic",
-                "none",
-            ],
-            "code_challenge_methods_supported": ["S256"],
-            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         }
     )
 
