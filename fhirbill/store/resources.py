@@ -2,6 +2,10 @@
 
 Every function takes an open Connection; the caller owns the transaction, so a create,
 an update or a whole transaction Bundle commits or rolls back as one.
+
+Each version's text is stored once. The current version's lives in `resources` and its
+`resource_versions` row holds NULL until a newer version (or a delete) replaces it, when the
+text moves into that row. Readers of versions take `coalesce(version text, current text)`.
 """
 
 from __future__ import annotations
@@ -109,17 +113,27 @@ def get_many(conn: Connection, res_type: str, ids: Iterable[str]) -> dict[str, S
     return out
 
 
+def _versions() -> Any:
+    """SELECT of version rows with their text, wherever it is stored (see the module docstring)."""
+    v, r = resource_versions, resources
+    text = func.coalesce(v.c.content, r.c.content).label("content")
+    cols = (v.c.rid, v.c.res_type, v.c.res_id, v.c.version, v.c.last_updated, v.c.method, text)
+    return select(*cols).select_from(v.outerjoin(r, and_(r.c.rid == v.c.rid, r.c.version == v.c.version)))
+
+
+def _version(r: Any) -> Stored:
+    return Stored(
+        r.rid, r.res_type, r.res_id, r.version, r.last_updated, r.method == "DELETE", r.content, r.method
+    )
+
+
 def get_version(conn: Connection, res_type: str, res_id: str, version: int) -> Stored | None:
     """One historical version (a DELETE entry has content None)."""
     v = resource_versions
     r = conn.execute(
-        select(v).where(v.c.res_type == res_type, v.c.res_id == res_id, v.c.version == version)
+        _versions().where(v.c.res_type == res_type, v.c.res_id == res_id, v.c.version == version)
     ).first()
-    if r is None:
-        return None
-    return Stored(
-        r.rid, r.res_type, r.res_id, r.version, r.last_updated, r.content is None, r.content, r.method
-    )
+    return None if r is None else _version(r)
 
 
 def existing(conn: Connection, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -191,7 +205,7 @@ def insert(
         ]
         _write(conn, [(resources, rows)])
     versions = [
-        (rid, 1, d.res_type, d.res_id, when, method, t) for rid, d, t in zip(rids, drafts, texts, strict=True)
+        (rid, 1, d.res_type, d.res_id, when, method, None) for rid, d in zip(rids, drafts, strict=True)
     ]
     index = _index_batches([(rid, d.res_type, d.index) for rid, d in zip(rids, drafts, strict=True)])
     _write(conn, [(resource_versions, versions), *index])
@@ -293,7 +307,8 @@ def _write(conn: Connection, batches: list[Batch], *, clear: int | None = None) 
             for table in INDEX_TABLES.values() if clear is not None else ():
                 cur.execute(f"DELETE FROM {table.name} WHERE rid = ?", (clear,))
             for table, rows in batches:
-                cur.executemany(_insert_sql(table, 1, "?"), rows)
+                for n, chunk in _chunks(rows):
+                    cur.execute(_insert_sql(table, n, "?"), [v for r in chunk for v in r])
         finally:
             cur.close()
         return
@@ -310,6 +325,22 @@ def _write(conn: Connection, batches: list[Batch], *, clear: int | None = None) 
                 with cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
                     for r in rows:
                         copy.write_row(r)
+
+
+# SQLite: rows go in up to 64 per statement (within its 32,766 parameters), the rest in chunks
+# of 32, 16, ... 1, so that a connection caches at most 7 statements per table. executemany
+# would release the GIL around every row; with other request threads waiting for it, each
+# release is a thread switch, and a batch of audit rows cost twice its own work.
+_CHUNK = 64
+
+
+def _chunks(rows: list[tuple[Any, ...]]) -> Iterable[tuple[int, list[tuple[Any, ...]]]]:
+    i, size = 0, _CHUNK
+    while i < len(rows):
+        while len(rows) - i < size:
+            size //= 2
+        yield size, rows[i : i + size]
+        i += size
 
 
 @cache
@@ -391,7 +422,8 @@ def mark_deleted(conn: Connection, current: Stored, *, when: datetime | None = N
 
 
 def _next_version(conn: Connection, current: Stored, text: str | None, method: str, when: datetime) -> Stored:
-    """Move the current row on one version (optimistically); the caller writes its history row."""
+    """Move the current row on one version (optimistically) and the text it replaces into that
+    version's row; the caller writes the new version's row."""
     version = current.version + 1
     res = conn.execute(
         sql_update(resources)
@@ -402,14 +434,17 @@ def _next_version(conn: Connection, current: Stored, text: str | None, method: s
         raise FHIRError.of(
             412, "conflict", f"{current.res_type}/{current.res_id} was changed by another request."
         )
+    if current.content is not None:
+        conn.exec_driver_sql(
+            _sql(conn, "UPDATE resource_versions SET content = ? WHERE rid = ? AND version = ?"),
+            (current.content, current.rid, current.version),
+        )
     return Stored(current.rid, current.res_type, current.res_id, version, when, text is None, text, method)
 
 
 def _version_row(s: Stored) -> Batch:
-    return (
-        resource_versions,
-        [(s.rid, s.version, s.res_type, s.res_id, s.last_updated, s.method, s.content)],
-    )
+    """The row of a new current version (its text stays in `resources`)."""
+    return (resource_versions, [(s.rid, s.version, s.res_type, s.res_id, s.last_updated, s.method, None)])
 
 
 def history(
@@ -423,7 +458,7 @@ def history(
 ) -> list[Stored]:
     """Versions newest first; `before` is the keyset cursor (last_updated, rid, version)."""
     v = resource_versions
-    q = select(v)
+    q = _versions()
     if rid is not None:
         q = q.where(v.c.rid == rid)
     elif res_type is not None:
@@ -439,10 +474,7 @@ def history(
             )
         )
     q = q.order_by(v.c.last_updated.desc(), v.c.rid.desc(), v.c.version.desc()).limit(limit)
-    return [
-        Stored(r.rid, r.res_type, r.res_id, r.version, r.last_updated, r.content is None, r.content, r.method)
-        for r in conn.execute(q)
-    ]
+    return [_version(r) for r in conn.execute(q)]
 
 
 def history_count(

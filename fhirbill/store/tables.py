@@ -58,7 +58,9 @@ resource_versions = Table(
     Column("res_id", String(64), nullable=False),
     Column("last_updated", DateTime(), nullable=False),
     Column("method", String(8), nullable=False),  # POST, PUT, PATCH, DELETE
-    Column("content", Text, nullable=True),  # NULL for a DELETE entry
+    # The text of a replaced version; NULL for the current version (its text is in `resources`,
+    # stored once) and for a DELETE entry.
+    Column("content", Text, nullable=True),
     Index(None, "res_type", "last_updated"),
     Index(None, "last_updated"),
 )

@@ -57,9 +57,11 @@ def comparable(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[A
         at, text = keep.index("last_updated"), keep.index("content")
         fixed = []
         for r in rows[name]:
-            doc = orjson.loads(r[text])
-            doc.pop("id")
-            doc["meta"].pop("lastUpdated")
+            doc = None  # a current version's row: its text is in `resources`
+            if r[text] is not None:
+                doc = orjson.loads(r[text])
+                doc.pop("id")
+                doc["meta"].pop("lastUpdated")
             fixed.append(tuple(doc if i == text else None if i == at else v for i, v in enumerate(r)))
         out[name] = fixed
     return out
