@@ -307,8 +307,7 @@ def _write(conn: Connection, batches: list[Batch], *, clear: int | None = None) 
             for table in INDEX_TABLES.values() if clear is not None else ():
                 cur.execute(f"DELETE FROM {table.name} WHERE rid = ?", (clear,))
             for table, rows in batches:
-                for n, chunk in _chunks(rows):
-                    cur.execute(_insert_sql(table, n, "?"), [v for r in chunk for v in r])
+                cur.executemany(_insert_sql(table, 1, "?"), rows)
         finally:
             cur.close()
         return
@@ -325,22 +324,6 @@ def _write(conn: Connection, batches: list[Batch], *, clear: int | None = None) 
                 with cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
                     for r in rows:
                         copy.write_row(r)
-
-
-# SQLite: rows go in up to 64 per statement (within its 32,766 parameters), the rest in chunks
-# of 32, 16, ... 1, so that a connection caches at most 7 statements per table. executemany
-# would release the GIL around every row; with other request threads waiting for it, each
-# release is a thread switch, and a batch of audit rows cost twice its own work.
-_CHUNK = 64
-
-
-def _chunks(rows: list[tuple[Any, ...]]) -> Iterable[tuple[int, list[tuple[Any, ...]]]]:
-    i, size = 0, _CHUNK
-    while i < len(rows):
-        while len(rows) - i < size:
-            size //= 2
-        yield size, rows[i : i + size]
-        i += size
 
 
 @cache
