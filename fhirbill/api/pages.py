@@ -17,6 +17,7 @@ from fhirbill.auth.access import Grant
 from fhirbill.fhir.compartment import patient_param
 from fhirbill.fhir.dates import parse_fhir_date
 from fhirbill.fhir.errors import FHIRError, Issue, outcome
+from fhirbill.fhir.registry import RESOURCE_TYPES
 from fhirbill.fhir.search_query import parse_search
 from fhirbill.fhir.subsetting import subset
 from fhirbill.store import resources as repo
@@ -88,9 +89,15 @@ def history_bundle(
             before = (datetime.fromisoformat(c[0]), int(c[1]), int(c[2]))
         except (ValueError, IndexError, TypeError):
             raise FHIRError.of(400, "invalid", "The paging cursor is not valid.", "_cursor") from None
-    rows = repo.history(conn, res_type=res_type, rid=rid, since=since, before=before, limit=count + 1)
-    more = len(rows) > count
-    rows = rows[:count]
+    types = None
+    if res_type is None and access is not None and access.enabled:  # only what the token may read
+        types = [t for t in RESOURCE_TYPES if access.may(t, "r")]
+    page = repo.history(
+        conn, res_type=res_type, rid=rid, since=since, before=before, limit=count + 1, res_types=types
+    )
+    more = len(page) > count
+    page = page[:count]
+    rows = page
     if access is not None:  # instance history too: older versions may have been another patient's
         rows = [r for r in rows if access.visible(conn, [r]) or (r.deleted and access.may(r.res_type, "r"))]
     path = "/".join(p for p in (res_type, res_id, "_history") if p)
@@ -98,8 +105,8 @@ def history_bundle(
     links = [
         {"relation": "self", "url": f"{srv.base}/{path}" + (f"?{urlencode(dict(args))}" if args else "")}
     ]
-    if more and rows:
-        last = rows[-1]
+    if more:  # from the page as read: what was dropped from it must not end the paging
+        last = page[-1]
         cursor = encode_cursor([last.last_updated.isoformat(), last.rid, last.version])
         links.append(
             {"relation": "next", "url": f"{srv.base}/{path}?{urlencode({**keep, '_cursor': cursor})}"}

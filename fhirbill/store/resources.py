@@ -10,7 +10,7 @@ text moves into that row. Readers of versions take `coalesce(version text, curre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -438,14 +438,18 @@ def history(
     since: datetime | None = None,
     before: tuple[datetime, int, int] | None = None,
     limit: int = 20,
+    res_types: Collection[str] | None = None,
 ) -> list[Stored]:
-    """Versions newest first; `before` is the keyset cursor (last_updated, rid, version)."""
+    """Versions newest first (of one resource, one type, or the `res_types`, else all); `before` is
+    the keyset cursor (last_updated, rid, version)."""
     v = resource_versions
     q = _versions()
     if rid is not None:
         q = q.where(v.c.rid == rid)
     elif res_type is not None:
         q = q.where(v.c.res_type == res_type)
+    elif res_types is not None:
+        q = q.where(v.c.res_type.in_(sorted(res_types)))
     if since is not None:
         q = q.where(v.c.last_updated >= since)
     if before is not None:
