@@ -172,20 +172,20 @@ def parse_entry(i: int, e: Any) -> Entry:
     )
 
 
-def _rewrite(value: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
-    """A copy with every Reference.reference that names a bundle entry's fullUrl replaced by its
-    server id (FHIR JSON has no arrays of arrays, so lists hold objects or primitives)."""
-    out = {}
+def _rewrite(value: dict[str, Any], mapping: dict[str, str]) -> None:
+    """Replace, in place, every Reference.reference that names a bundle entry's fullUrl by its
+    server id (the entry's resource is this request's own parse; FHIR JSON has no arrays of
+    arrays, so lists hold objects or primitives)."""
     for k, v in value.items():
         t = type(v)
         if t is dict:
-            v = _rewrite(v, mapping)
+            _rewrite(v, mapping)
         elif t is list:
-            v = [_rewrite(x, mapping) if type(x) is dict else x for x in v]
-        elif k == "reference" and t is str:
-            v = mapping.get(v, v)
-        out[k] = v
-    return out
+            for x in v:
+                if type(x) is dict:
+                    _rewrite(x, mapping)
+        elif k == "reference" and t is str and v in mapping:
+            value[k] = mapping[v]
 
 
 def _fail(entry: Entry, exc: FHIRError) -> FHIRError:
@@ -256,7 +256,7 @@ def _prepare(srv: Server, conn: Connection | None, entries: list[Entry], access:
     for en in entries:
         if en.resource is not None:
             if isinstance(en.resource, dict):  # anything else fails validation below
-                en.resource = _rewrite(en.resource, mapping)
+                _rewrite(en.resource, mapping)
             try:
                 en.checked = ia.check(srv, en.resource, en.res_type, in_bundle=True)
             except FHIRError as exc:
