@@ -37,7 +37,7 @@ class Result:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
     errors: list[str] = field(default_factory=list)
-    drain: float = 0.0  # seconds the servers kept working after the last response (see settle)
+    drain: float = 0.0  # seconds the machine kept working after the last response (see settle)
 
     @property
     def rate(self) -> float:
@@ -260,28 +260,24 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             pass
 
 
-def _cpu_ticks(groups: set[int]) -> int:
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) in groups:  # pgrp
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total
+def _busy_ticks() -> int:
+    """CPU time the whole machine has spent busy (not idle or waiting for I/O), in clock ticks."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return user + nice + system + irq + softirq + steal
 
 
 def settle(timeout: float = 60.0) -> float:
-    """Wait until our servers are idle (work queued during a measurement, such as batched
-    AuditEvents, is done) so it does not run into the next measurement; the seconds waited."""
-    groups = {p.pid for p in _RUNNING}
+    """Wait until the machine is idle, so that work left by a measurement (batched AuditEvents,
+    WAL checkpoints, PostgreSQL's autovacuum after many inserts) does not run into the next one
+    and count against it; the seconds waited."""
     start = time.monotonic()
-    last, quiet = _cpu_ticks(groups), 0
+    last, quiet = _busy_ticks(), 0
     while quiet < 2 and time.monotonic() - start < timeout:
         time.sleep(0.25)
-        now = _cpu_ticks(groups)
-        quiet = quiet + 1 if now - last <= 2 else 0  # at most ~8% of one core
+        now = _busy_ticks()
+        quiet = quiet + 1 if now - last <= 5 else 0  # at most ~10% of one core
         last = now
     return max(0.0, time.monotonic() - start - 0.5)
 

@@ -108,8 +108,8 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> tuple[list[
         for row in rows:
             if row.fb.drain >= 1:
                 notes.append(
-                    f"{label} {row.op}: the servers stayed busy {row.fb.drain:.1f} s after the last "
-                    "response (deferred work such as batched AuditEvents; not in the figure)"
+                    f"{label} {row.op}: the machine stayed busy {row.fb.drain:.1f} s after the last "
+                    "response (deferred work such as batched AuditEvents, WAL checkpoints or autovacuum; not in the figure)"
                 )
             notes += [f"{label} {row.op}: {e}" for e in sorted(set(row.fb.errors))[:5]]
             if row.floor:
