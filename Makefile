@@ -29,7 +29,7 @@ run: seed
 lint: $(STAMP)
 	$(BIN)/ruff check fhirbill tests bench wsgi.py
 	$(BIN)/ruff format --check fhirbill tests bench wsgi.py
-	$(BIN)/mypy fhirbill
+	$(BIN)/mypy fhirbill bench
 	$(BIN)/lint-imports
 
 test: lint

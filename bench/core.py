@@ -282,12 +282,12 @@ def scale_search(fb: Http, db: str, threads: int, seconds: float, patients: int,
         entries = orjson.loads(data).get("entry") or []
         matched = sum(1 for e in entries if e.get("search", {}).get("mode") != "include")
         op = f"{rt}?patient&{date_param}=ge2026&_include ({n:,} {rt}s, page {matched}+{len(entries) - matched})"
+
+        def page(q: str = query) -> None:
+            fb.expect("GET", q.format(random.randrange(patients)), 200)
+
         for clients, target in ((1, "p99 < 50 ms"), (threads, "")):
-            res = measure(
-                lambda q=query: fb.expect("GET", q.format(random.randrange(patients)), 200) and None,
-                clients,
-                seconds,
-            )
+            res = measure(page, clients, seconds)
             rows.append(
                 Row("scale", db, f"{op}, {clients} client{'s' * (clients > 1)}", "req/s", res, None, target)
             )

@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         "837P/837I rendering in memory (target >= 5,000 claims/s on one core)",
         [r for r in rows if r.section == "x12"],
     )
-    for n in notes:
-        print(f"note: {n}")
+    for note in notes:
+        print(f"note: {note}")
 
     md = markdown(rows, args, notes)
     out = ROOT / "bench-results"
