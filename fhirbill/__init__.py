@@ -12,6 +12,18 @@ if TYPE_CHECKING:
     from fhirbill.settings import Settings
 
 
+def served_app(*, authorization: bool = True) -> Flask:
+    """The app as a server process runs it: every type's validation shape and index plan compiled
+    at start, then what is alive (models, registries, plans, all as long-lived as the process)
+    kept out of the collector's full passes, which otherwise walked it every few large Bundles."""
+    import gc
+
+    app = create_app(authorization=authorization)
+    app.extensions["fhirbill"].warm()
+    gc.freeze()
+    return app
+
+
 def create_app(settings: Settings | None = None, *, authorization: bool = True) -> Flask:
     """The WSGI app: wiring only (settings, logging, the Server, blueprints, error handlers).
 
