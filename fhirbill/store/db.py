@@ -11,6 +11,15 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 WRITE = "fhirbill_write"
+# SQLite reads the database through a memory map up to this size instead of a read() call per
+# page missing from its 2 MB cache: a search whose matches spread over thousands of pages made
+# that many system calls (measured: Claim?patient with 3,000 matches, 243-288 -> 377-412 req/s).
+SQLITE_MMAP_BYTES = 1 << 30
+# Pages written to the WAL before a commit copies them into the database (SQLite's default is
+# 1,000). Index pages that many commits touch are copied once per checkpoint, so a longer
+# interval copies fewer of them (measured in process: Synthea transactions 5-10% faster, a batch
+# of AuditEvents' commit 19-24 -> 13 us an event). The WAL file grows to about 40 MB.
+SQLITE_CHECKPOINT_PAGES = 10_000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -39,6 +48,8 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
         cur.close()
 
     @event.listens_for(engine, "begin")
