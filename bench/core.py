@@ -25,6 +25,9 @@ SYNTHEA = next(
     if p.is_dir()
 )
 FHIR_JSON = "application/fhir+json"
+# Labels of the fhirbill variants built with create_app(authorization=False) (bench/noauth.py).
+AUTH_OFF = "authorization off"  # no bearer check and no audit trail
+AUTH_OFF_AUDITED = "authorization off, audited"  # no bearer check; every access audited
 SEARCH = "/fhir/Claim?patient=john-carter&_count=20"
 
 
@@ -138,10 +141,38 @@ def rest_core(
         for label, res in got.items():
             name = op if not label else f"{op} [{label}]"
             rows.append(Row("rest", db, name, "req/s", res, res_floor, target if not label else ""))
+        if op == "Claim read by id":
+            rows += _authorization_cost(db, got)
     matches = sum(len(v) for k, v in ids.items() if k != "floor") + 1
     for row in rows[-len(servers) :]:
         row.op += f" ({matches:,} vs {len(ids['floor']):,} matches)"
     return rows
+
+
+def _authorization_cost(db: str, reads: dict[str, Result]) -> list[Row]:
+    """The authorized read against the same app without authorization, both auditing every access
+    (issue 4's target), and against the app without the audit trail either."""
+    if AUTH_OFF not in reads or AUTH_OFF_AUDITED not in reads:
+        return []
+    return [
+        Row(
+            "smart",
+            db,
+            f"Claim read by id, bearer token vs [{AUTH_OFF_AUDITED}]",
+            "req/s",
+            reads[""],
+            reads[AUTH_OFF_AUDITED],
+            ">= 0.85",
+        ),
+        Row(
+            "smart",
+            db,
+            f"Claim read by id, bearer token vs [{AUTH_OFF}]",
+            "req/s",
+            reads[""],
+            reads[AUTH_OFF],
+        ),
+    ]
 
 
 def synthea_bundles() -> list[tuple[str, bytes, int]]:

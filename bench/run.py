@@ -83,11 +83,15 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> tuple[list[
         notes.append(f"{label}: fhirbill requests carry {authorize(fb, url)}")
         servers = [("", fb)]
         if not args.no_authorization_off:
-            off_port = free_port()
-            off_cmd = gunicorn_args("bench.noauth:app", off_port, args.workers, args.server_threads)
-            env_off = {**env, "FHIRBILL_BASE_URL": f"http://{HOST}:{off_port}/fhir"}
-            procs.append(start(off_cmd, env_off, inst / "noauth.log", "/readyz", off_port))
-            servers.append(("authorization off", Http(off_port)))
+            for name, factory, log in (
+                (core.AUTH_OFF, "bench.noauth:build(audit=False)", "noauth.log"),
+                (core.AUTH_OFF_AUDITED, "bench.noauth:build(audit=True)", "noauth-audited.log"),
+            ):
+                off_port = free_port()
+                off_cmd = gunicorn_args(factory, off_port, args.workers, args.server_threads)
+                env_off = {**env, "FHIRBILL_BASE_URL": f"http://{HOST}:{off_port}/fhir"}
+                procs.append(start(off_cmd, env_off, inst / log, "/readyz", off_port))
+                servers.append((name, Http(off_port)))
 
         print(f"[{label}] REST core ...", flush=True)
         rows += core.rest_core(servers, fl, label, args.threads, args.seconds, args.creates)
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-authorization-off",
         action="store_true",
-        help="skip the extra REST run of fhirbill built with create_app(authorization=False)",
+        help="skip the extra REST runs of fhirbill built with create_app(authorization=False)",
     )
     p.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
     p.add_argument(
@@ -244,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     print_table(
         "REST core: fhirbill vs the floor app (targets: read >= 0.8, create >= 0.4)",
         [r for r in rows if r.section == "rest"],
+    )
+    print_table(
+        "Cost of SMART authorization: the authorized read vs the same app without it (target >= 0.85)",
+        [r for r in rows if r.section == "smart"],
     )
     print_table(
         "Transaction Bundles: POST /fhir vs one INSERT transaction per bundle (target >= 0.3)",

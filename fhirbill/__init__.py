@@ -12,28 +12,33 @@ if TYPE_CHECKING:
     from fhirbill.settings import Settings
 
 
-def served_app(*, authorization: bool = True) -> Flask:
+def served_app(*, authorization: bool = True, audit: bool | None = None) -> Flask:
     """The app as a server process runs it: every type's validation shape and index plan compiled
     at start, then what is alive (models, registries, plans, all as long-lived as the process)
     kept out of the collector's full passes, which otherwise walked it every few large Bundles."""
     import gc
 
-    app = create_app(authorization=authorization)
+    app = create_app(authorization=authorization, audit=audit)
     app.extensions["fhirbill"].warm()
     gc.freeze()
     return app
 
 
-def create_app(settings: Settings | None = None, *, authorization: bool = True) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, authorization: bool = True, audit: bool | None = None
+) -> Flask:
     """The WSGI app: wiring only (settings, logging, the Server, blueprints, error handlers).
 
     `authorization=False` builds the app without the SMART layer, for tests and for measuring
-    what authorization costs; no setting or environment variable reaches it.
+    what authorization costs; no setting or environment variable reaches it. Such an app keeps
+    no audit trail either unless `audit=True` (the bench's comparison: the same app with and
+    without authorization, both auditing every access as HIPAA requires).
     """
     from flask import Flask
 
     from fhirbill import auth, logs
-    from fhirbill.api import audit, health, http, routes
+    from fhirbill.api import audit as audit_trail
+    from fhirbill.api import health, http, routes
     from fhirbill.api.server import Server
     from fhirbill.auth.views import urls
     from fhirbill.settings import Settings
@@ -43,15 +48,16 @@ def create_app(settings: Settings | None = None, *, authorization: bool = True) 
     app = Flask(__name__, instance_path=str(settings.instance_dir.resolve()))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["FHIRBILL_AUTHORIZATION"] = authorization
+    app.config["FHIRBILL_AUDIT"] = authorization if audit is None else audit
     app.json.sort_keys = False  # type: ignore[attr-defined]
     srv = Server.build(settings)
     app.extensions["fhirbill"] = srv
-    app.extensions["fhirbill.audit"] = audit.AuditBuffer(srv)
+    app.extensions["fhirbill.audit"] = audit_trail.AuditBuffer(srv)
     http.install(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(routes.bp)
     # Discovery and the OAuth endpoints are always there; only enforcement is optional.
-    auth.init_app(app, audit=lambda conn, event: audit.store(conn, app.extensions["fhirbill"], [event]))
+    auth.init_app(app, audit=lambda conn, event: audit_trail.store(conn, app.extensions["fhirbill"], [event]))
     app.extensions["fhirbill.security"] = security_extension(urls(settings.base_url))
     return app
 

@@ -59,9 +59,9 @@ def _authenticate() -> None:
     srv = server()
     enabled = current_app.config.get("FHIRBILL_AUTHORIZATION", True)
     principal = None
-    g.audit = None
-    if enabled and request.endpoint not in OPEN_ENDPOINTS and request.method != "OPTIONS":
-        g.audit = ("E", "operation", [])
+    guarded = request.endpoint not in OPEN_ENDPOINTS and request.method != "OPTIONS"
+    g.audit = ("E", "operation", []) if guarded and current_app.config.get("FHIRBILL_AUDIT", True) else None
+    if enabled and guarded:
         reject_query_token(request.args)
         principal = authenticate(
             srv.engine,
