@@ -123,6 +123,30 @@ def test_total_none_and_accurate(seeded: Any) -> None:
     assert follow(seeded, nxt)["total"] == 3
 
 
+def test_total_counts_each_live_match_once(client: Any) -> None:
+    """The total of a one-parameter search is counted from index rows: a resource with two
+    matching values counts once, a deleted one not at all, however the search is written."""
+    people = {
+        "twice": {"family": "Doe", "given": ["Doeling"]},  # two `name` values starting with "doe"
+        "once": {"family": "Doey"},
+        "gone": {"family": "Doe"},
+        "other": {"family": "Roe"},
+    }
+    for pid, name in people.items():
+        r = client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "name": [name]})
+        assert r.status_code == 201
+    assert client.delete("/fhir/Patient/gone").status_code == 204
+    for params in (
+        [("name", "doe")],
+        [("name", "doe"), ("_summary", "count")],
+        [("name", "doe"), ("_count", "1"), ("_total", "accurate")],
+        [("name", "doe"), ("_id", "twice,once,gone")],  # two clauses: counted on resources
+    ):
+        body = search(client, "Patient", params)
+        assert body["total"] == 2, params
+    assert search(client, "Patient", [("name:missing", "false")])["total"] == 3
+
+
 def test_summary_count_and_true(seeded: Any) -> None:
     body = search(seeded, "Claim", [("patient", "Patient/linda-nguyen"), ("_summary", "count")])
     assert body["total"] == 3 and "entry" not in body

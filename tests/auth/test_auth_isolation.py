@@ -78,6 +78,15 @@ def test_alice_reads_and_searches_her_own(billing_data: Live, alice: str, rt: st
     assert BOBS[rt] not in {x["id"] for x in found}
 
 
+@pytest.mark.parametrize("rt", sorted(ALICES))
+def test_totals_count_only_her_own(billing_data: Live, alice: str, rt: str) -> None:
+    r = fhir(billing_data, "GET", f"{rt}?status:missing=false&_total=accurate", alice)
+    found = entries(r, "match")
+    assert ALICES[rt] in {x["id"] for x in found}
+    assert_only_alice(found)
+    assert r.json()["total"] == len(found)
+
+
 def test_the_same_search_by_bob_sees_only_his(billing_data: Live, bob: str) -> None:
     found = entries(fhir(billing_data, "GET", "ExplanationOfBenefit", bob))
     assert {x["id"] for x in found} >= {"eob-b"}
