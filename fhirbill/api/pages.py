@@ -197,6 +197,7 @@ def search_bundle(
             raise FHIRError.of(400, "invalid", "The paging cursor is not valid.", "_cursor")
         cursor = {"d": values[0], "k": values[1]}
     want_total = parsed.total == "accurate" or (parsed.total is None and cursor is None)
+    search.plan_for_values(conn)
     page = search.run(conn, parsed, cursor, want_total=want_total, extra=extra)
     included, capped = search.includes(conn, parsed, page.rows, INCLUDE_CAP) if page.rows else ([], False)
     if access is not None:

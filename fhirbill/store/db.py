@@ -34,21 +34,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    engine = create_engine(url, **kwargs)
-    _tune_postgresql(engine)
-    return engine
-
-
-def _tune_postgresql(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Plan every execution of a prepared statement for its values. Index rows are skewed (one
-        # patient has 4,500 Claims, most have a few): the generic plan PostgreSQL settles on after
-        # five executions expected one match and sorted all 4,500 for a page of 20 (8.8 ms
-        # instead of 0.1). Reads by key plan in microseconds either way.
-        with dbapi_conn.cursor() as cur:
-            cur.execute("SET plan_cache_mode = force_custom_plan")
-        dbapi_conn.commit()
+    return create_engine(url, **kwargs)
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -437,6 +437,18 @@ def confine(param: str | None, patient: str) -> ColumnElement[bool]:
     )
 
 
+def plan_for_values(conn: Connection) -> None:
+    """On PostgreSQL, plan the rest of this transaction's statements for their values.
+
+    Index rows are skewed (one patient has 4,500 Claims, most have a few). After five executions
+    of a prepared search PostgreSQL settles on a generic plan that expected one match and sorted
+    all 4,500 for a page of 20 (8.8 ms instead of 0.1). Only searches ask for this: planning
+    every statement of a transaction Bundle afresh made loading it 35% slower.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
 def _total(
     conn: Connection, parsed: ParsedSearch, conds: list[ColumnElement[bool]], extra: Sequence[Any]
 ) -> int:
