@@ -456,8 +456,8 @@ def _total(
 
     A search on one index parameter counts the distinct rids of its index rows and never visits
     `resources`: only current, undeleted versions have index rows (a delete clears them), so each
-    rid is a live match. Looking up each match's row took 4.7 ms on SQLite and 7.5 ms on
-    PostgreSQL for a patient's 4,500 Claims; counting the index rows, under 1 ms.
+    rid is a live match. For a patient's 4,500 Claims on PostgreSQL, looking up each match's row
+    took 7.5 ms and counting the index rows takes 0.9 ms.
     """
     clause = parsed.clauses[0] if len(parsed.clauses) == 1 else None
     if clause is not None and not extra and _narrows(clause) and not clause.chain:
