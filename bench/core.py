@@ -8,6 +8,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -89,11 +90,18 @@ def _id_from(location: str) -> str:
 
 
 def rest_core(
-    servers: list[tuple[str, Http]], floor: Http, db: str, threads: int, seconds: float, creates: int
+    servers: list[tuple[str, Http]],
+    floor: Http,
+    db: str,
+    threads: int,
+    seconds: float,
+    creates: int,
+    after_creates: Callable[[], None] | None = None,
 ) -> list[Row]:
     """Claim create, read by id and search by patient: each fhirbill variant and the floor, per op.
 
     `servers` are (label, client) pairs; every variant's ratio is against the same floor figure.
+    `after_creates` runs between the creates and the reads (PostgreSQL: ANALYZE).
     """
     bodies = claim_bodies(creates)
     ids: dict[str, list[str]] = {}
@@ -131,6 +139,8 @@ def rest_core(
     ):
         if limit is not None:  # creates: each app once (the ids feed the reads)
             got = {label: measure(make(c, label), threads, seconds, limit) for label, c in apps}
+            if after_creates is not None:
+                after_creates()
         else:  # half the time in this order, half in reverse: whoever goes first after the
             # creates no longer pays for the database's upkeep of them
             got = {}

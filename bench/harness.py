@@ -323,6 +323,18 @@ def pg_drop(name: str) -> None:
     eng.dispose()
 
 
+def pg_analyze(*urls: str) -> None:
+    """Fresh planner statistics, as autovacuum would give a production server (it is off on this
+    machine's PostgreSQL, so tables filled during a run would otherwise have none)."""
+    from sqlalchemy import create_engine
+
+    for url in urls:
+        eng = create_engine(url, isolation_level="AUTOCOMMIT")
+        with eng.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+        eng.dispose()
+
+
 def pg_available() -> bool:
     """True when the local PostgreSQL answers."""
     try:

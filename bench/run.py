@@ -27,6 +27,7 @@ from bench.harness import (
     fhirbill,
     free_port,
     gunicorn_args,
+    pg_analyze,
     pg_available,
     pg_create,
     pg_drop,
@@ -94,7 +95,8 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> tuple[list[
                 servers.append((name, Http(off_port)))
 
         print(f"[{label}] REST core ...", flush=True)
-        rows += core.rest_core(servers, fl, label, args.threads, args.seconds, args.creates)
+        analyze = (lambda: pg_analyze(url, floor_url)) if kind == "postgresql" else None
+        rows += core.rest_core(servers, fl, label, args.threads, args.seconds, args.creates, analyze)
         if not args.skip_transactions:
             print(f"[{label}] Synthea transactions ...", flush=True)
             rows += core.transactions(fb, fl, label, args.seconds)
