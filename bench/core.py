@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench.harness import ROOT, BenchError, Http, Result, measure
+from bench.harness import ROOT, BenchError, Http, Result, measure, pg_analyze
 from fhirbill.fhir.billing import PCN_SYSTEM
 
 # All 12 Synthea records when ../shared is beside the checkout, else the two the tests carry.
@@ -301,10 +301,10 @@ def load_scale(database_url: str, instance_dir: Path, base_url: str, n: int, pat
     write(make_patient, patients)
     write(make_claim, n)
     write(make_eob, n)
-    if srv.engine.dialect.name == "postgresql":
-        with srv.engine.connect() as conn:  # fresh statistics, as autovacuum would give later
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    is_pg = srv.engine.dialect.name == "postgresql"
     srv.engine.dispose()
+    if is_pg:
+        pg_analyze(database_url)
     secs = time.perf_counter() - start
     return f"{patients + 2 * n} resources bulk-loaded in {secs:.0f} s ({(patients + 2 * n) / secs:.0f}/s)"
 
