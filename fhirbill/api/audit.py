@@ -36,7 +36,7 @@ def store(conn: Connection, srv: Server, events: Iterable[dict[str, Any]]) -> No
 
 
 def _draft(srv: Server, event: dict[str, Any]) -> repo.Draft:
-    return repo.draft(event, new_id(), srv.indexer)
+    return repo.draft(event, new_id(), srv.indexer, srv.engine.dialect)
 
 
 class AuditBuffer:

@@ -205,7 +205,7 @@ def create(
 
 def draft(server: Server, checked: Checked, res_id: str) -> repo.Draft:
     """The database-free part of a create (write hooks, stored document, index rows)."""
-    return repo.draft(_prepare(server, checked.data, None), res_id, server.indexer)
+    return repo.draft(_prepare(server, checked.data, None), res_id, server.indexer, server.engine.dialect)
 
 
 def _confined(access: Access | None, grant: Grant | None) -> bool:

@@ -159,15 +159,15 @@ class Draft:
     res_type: str
     res_id: str
     doc: dict[str, Any]  # as stored; insert stamps meta.lastUpdated
-    index: IndexRows
+    index: IndexRows  # as the driver takes them (see `_ready`)
 
 
-def draft(data: dict[str, Any], res_id: str, indexer: Indexer) -> Draft:
-    """Version 1 of a new resource, ready for `insert`."""
+def draft(data: dict[str, Any], res_id: str, indexer: Indexer, dialect: Dialect) -> Draft:
+    """Version 1 of a new resource, ready for `insert` on a database of this dialect."""
     # meta.lastUpdated waits for insert, inside the write transaction, so that it follows commit
     # order on SQLite. No index row depends on it: _lastUpdated is a column of `resources`.
     doc = _document(data, res_id, 1, "")
-    return Draft(doc["resourceType"], res_id, doc, indexer(doc))
+    return Draft(doc["resourceType"], res_id, doc, _ready(dialect, indexer(doc)))
 
 
 def insert(
@@ -181,7 +181,7 @@ def insert(
     if not drafts:
         return []
     when = when or now_utc()
-    stamp = instant(when)
+    stamp, at = instant(when), _db_time(conn.dialect, when)
     texts = []
     for d in drafts:
         d.doc["meta"]["lastUpdated"] = stamp
@@ -190,23 +190,19 @@ def insert(
         # One row: the database picks its rid, and ON CONFLICT reports a taken id without the
         # savepoint (two more statements) that catching an IntegrityError would need.
         d = drafts[0]
-        [row] = _driver_rows(
-            conn.dialect, resources, [(None, d.res_type, d.res_id, 1, when, False, texts[0])]
-        )
-        rid = conn.exec_driver_sql(_sql(conn, _INSERT_NEW), row[1:]).scalar()
+        row = (d.res_type, d.res_id, 1, at, False, texts[0])
+        rid = conn.exec_driver_sql(_sql(conn, _INSERT_NEW), row).scalar()
         if rid is None:
             raise FHIRError.of(409, "conflict", f"{d.res_type}/{d.res_id} already exists.")
         rids = [int(rid)]
     else:
         rids = _reserve_rids(conn, len(drafts))
         rows = [
-            (rid, d.res_type, d.res_id, 1, when, False, t)
+            (rid, d.res_type, d.res_id, 1, at, False, t)
             for rid, d, t in zip(rids, drafts, texts, strict=True)
         ]
         _write(conn, [(resources, rows)])
-    versions = [
-        (rid, 1, d.res_type, d.res_id, when, method, None) for rid, d in zip(rids, drafts, strict=True)
-    ]
+    versions = [(rid, 1, d.res_type, d.res_id, at, method, None) for rid, d in zip(rids, drafts, strict=True)]
     index = _index_batches([(rid, d.res_type, d.index) for rid, d in zip(rids, drafts, strict=True)])
     _write(conn, [(resource_versions, versions), *index])
     return [
@@ -226,27 +222,44 @@ _INSERT_NEW = (
 # From this many rows COPY beats a multi-row INSERT on PostgreSQL (measured: a COPY costs about
 # two INSERT round trips, then much less per row).
 _COPY_MIN = 16
-_INDEX_SET = frozenset(INDEX_TABLES.values())
 
-Batch = tuple[Table, list[tuple[Any, ...]]]  # complete rows of a table, every column in order
+# Complete rows of a table, every column in order, as the driver takes them (see `_ready`).
+Batch = tuple[Table, list[tuple[Any, ...]]]
 
 
 @cache
 def _fixes(
     dialect: Dialect, table: Table
 ) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, Callable[[Any], Any]], ...]]:
-    """What values need before the driver takes them: (position, length) of the indexed values
-    (after rid, res_type, param), which are cut to their column while the resource keeps them
-    whole; and (position, conversion) where SQLAlchemy would convert."""
+    """What an index table's values (param onwards: rid and res_type come later) need before the
+    driver takes them: (position, length) of the indexed values, which are cut to their column
+    while the resource keeps them whole; and (position, conversion) where SQLAlchemy would convert."""
     cuts, procs = [], []
     for i, col in enumerate(table.columns):
         limit = getattr(col.type, "length", None)
         proc = col.type.dialect_impl(dialect).bind_processor(dialect)
-        if table in _INDEX_SET and i > 2 and limit:
-            cuts.append((i, limit))
-        elif proc is not None:
-            procs.append((i, proc))
+        if i > 2 and limit:
+            cuts.append((i - 2, limit))
+        elif i > 2 and proc is not None:
+            procs.append((i - 2, proc))
     return tuple(cuts), tuple(procs)
+
+
+def _ready(dialect: Dialect, index: IndexRows) -> IndexRows:
+    """Index rows as the driver takes them, so that a write only puts rid and type in front (on
+    SQLite, dates become text and decimals floats): drafts do this before the write lock."""
+    return {kind: _driver_rows(dialect, INDEX_TABLES[kind], rows) for kind, rows in index.items() if rows}
+
+
+def _db_time(dialect: Dialect, when: datetime) -> Any:
+    """A `resources` / `resource_versions` timestamp as the driver takes it."""
+    proc = _time_processor(dialect)
+    return proc(when) if proc else when
+
+
+@cache
+def _time_processor(dialect: Dialect) -> Callable[[Any], Any] | None:
+    return resources.c.last_updated.type.dialect_impl(dialect).bind_processor(dialect)  # type: ignore[no-any-return]
 
 
 def _driver_rows(dialect: Dialect, table: Table, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -298,7 +311,7 @@ def _write(conn: Connection, batches: list[Batch], *, clear: int | None = None) 
     SQLite, in process, runs them one by one.
     """
     dialect = conn.dialect
-    batches = [(t, _driver_rows(dialect, t, rows)) for t, rows in batches if rows]
+    batches = [(t, rows) for t, rows in batches if rows]
     dbapi = conn.connection.driver_connection
     assert dbapi is not None
     if dialect.name != "postgresql":
@@ -337,7 +350,7 @@ def _insert_sql(table: Table, n: int, mark: str) -> str:
 
 def write_index(conn: Connection, rid: int, res_type: str, rows: IndexRows, *, fresh: bool) -> None:
     """Replace a resource's index rows."""
-    _write(conn, _index_batches([(rid, res_type, rows)]), clear=None if fresh else rid)
+    _write(conn, _index_batches([(rid, res_type, _ready(conn.dialect, rows))]), clear=None if fresh else rid)
 
 
 def create(
@@ -350,7 +363,7 @@ def create(
     when: datetime | None = None,
 ) -> Stored:
     """Insert version 1 of a new resource; 409 if the id is taken (the caller decides to update)."""
-    return insert(conn, [draft(data, res_id or new_id(), indexer)], method=method, when=when)[0]
+    return insert(conn, [draft(data, res_id or new_id(), indexer, conn.dialect)], method=method, when=when)[0]
 
 
 def create_many(
@@ -360,7 +373,8 @@ def create_many(
 
     A resource keeps the id it carries (a clash fails the whole batch); others get server ids.
     """
-    return insert(conn, [draft(data, data.get("id") or new_id(), indexer) for data in items], method=method)
+    drafts = [draft(data, data.get("id") or new_id(), indexer, conn.dialect) for data in items]
+    return insert(conn, drafts, method=method)
 
 
 def same_content(current: Stored, data: dict[str, Any]) -> bool:
@@ -392,15 +406,15 @@ def update(
     when = max(when or now_utc(), current.last_updated)
     doc = _document(data, current.res_id, current.version + 1, instant(when))
     stored = _next_version(conn, current, orjson.dumps(doc).decode(), method, when)
-    index = _index_batches([(current.rid, current.res_type, indexer(doc))])
-    _write(conn, [_version_row(stored), *index], clear=None if current.deleted else current.rid)
+    index = _index_batches([(current.rid, current.res_type, _ready(conn.dialect, indexer(doc)))])
+    _write(conn, [_version_row(conn, stored), *index], clear=None if current.deleted else current.rid)
     return stored
 
 
 def mark_deleted(conn: Connection, current: Stored, *, when: datetime | None = None) -> Stored:
     """Delete: a new version with no content; history keeps every earlier version."""
     stored = _next_version(conn, current, None, "DELETE", max(when or now_utc(), current.last_updated))
-    _write(conn, [_version_row(stored)], clear=current.rid)
+    _write(conn, [_version_row(conn, stored)], clear=current.rid)
     return stored
 
 
@@ -425,9 +439,10 @@ def _next_version(conn: Connection, current: Stored, text: str | None, method: s
     return Stored(current.rid, current.res_type, current.res_id, version, when, text is None, text, method)
 
 
-def _version_row(s: Stored) -> Batch:
+def _version_row(conn: Connection, s: Stored) -> Batch:
     """The row of a new current version (its text stays in `resources`)."""
-    return (resource_versions, [(s.rid, s.version, s.res_type, s.res_id, s.last_updated, s.method, None)])
+    at = _db_time(conn.dialect, s.last_updated)
+    return (resource_versions, [(s.rid, s.version, s.res_type, s.res_id, at, s.method, None)])
 
 
 def history(

@@ -44,8 +44,8 @@ def test_several_new_resources_with_a_taken_id_store_nothing(server: Any) -> Non
     with write_tx(server.engine) as conn:
         repo.create(conn, patient(1), server.indexer, res_id="taken")
     before = {t.name: count(server, t) for t in (resources, resource_versions, *INDEX_TABLES.values())}
-    drafts = [repo.draft(patient(i), f"new-{i}", server.indexer) for i in range(40)]
-    drafts.append(repo.draft(patient(99), "taken", server.indexer))
+    drafts = [repo.draft(patient(i), f"new-{i}", server.indexer, server.engine.dialect) for i in range(40)]
+    drafts.append(repo.draft(patient(99), "taken", server.indexer, server.engine.dialect))
     with pytest.raises(Exception, match="(?i)unique|duplicate"):
         with write_tx(server.engine) as conn:
             repo.insert(conn, drafts)
@@ -73,7 +73,7 @@ def test_one_new_resource_with_a_taken_id_is_409_and_the_transaction_goes_on(ser
 
 
 def test_drafts_carry_their_index_rows_and_insert_stamps_last_updated(server: Any) -> None:
-    d = repo.draft(patient(7, birthDate="1990-05-06"), "d1", server.indexer)
+    d = repo.draft(patient(7, birthDate="1990-05-06"), "d1", server.indexer, server.engine.dialect)
     assert ("identifier", "urn:test", "7", None) in d.index["token"]
     assert [r[0] for r in d.index["date"]] == ["birthdate"]
     with write_tx(server.engine) as conn:
