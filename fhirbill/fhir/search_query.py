@@ -159,9 +159,9 @@ class SearchClause:
     """One query parameter occurrence: its values are OR'ed; clauses are AND'ed.
 
     Evaluate `has` hops first (from the searched type back to source types), then `chain`
-    hops forward; `param` belongs to the type(s) reached last (`on_types`). `index_param` is the
-    code to look up in the index tables (`identifier:of-type` for `:of-type`). With `missing`
-    set, `values` is empty.
+    hops forward; `param` belongs to the type(s) reached last (`on_types`). `index_params` are
+    the codes to look up in the index tables (`identifier:of-type` for `:of-type`; the parts of
+    a parameter that is a union of others). With `missing` set, `values` is empty.
     """
 
     name: str  # as written in the query, modifier included
@@ -169,7 +169,7 @@ class SearchClause:
     on_types: tuple[str, ...]
     modifier: str | None
     values: tuple[SearchValue, ...]
-    index_param: str
+    index_params: tuple[str, ...]
     missing: bool | None = None
     chain: tuple[ChainLink, ...] = ()
     has: tuple[HasLink, ...] = ()
@@ -469,17 +469,17 @@ class _Parser:
         p = self._param_on(types, code, full, first and not chain)
         mod = modifier or None
         type_mod = _check_modifier(p, mod, full)
-        index_param = p.code + ":of-type" if mod == "of-type" else p.code
+        index_params = (p.code + ":of-type",) if mod == "of-type" else p.index_codes
         if mod == "missing":
             if raw not in ("true", "false"):
                 raise _bad(f"Search parameter '{full}': :missing takes true or false")
             return SearchClause(
-                full, p, types, mod, (), index_param, missing=raw == "true", chain=tuple(chain)
+                full, p, types, mod, (), index_params, missing=raw == "true", chain=tuple(chain)
             )
         values = _values(raw, full, p, type_mod if p.type == "reference" else mod, self.base_url)
         if not values:
             return None
-        return SearchClause(full, p, types, mod, values, index_param, chain=tuple(chain))
+        return SearchClause(full, p, types, mod, values, index_params, chain=tuple(chain))
 
     def _param_on(self, types: tuple[str, ...], code: str, full: str, first: bool) -> SearchParam:
         found = [self.registry.get(t, code) for t in types]
@@ -487,6 +487,8 @@ class _Parser:
         p = _require_searchable(params[0] if params else None, full, first)
         if any(q.type != p.type for q in params):
             raise _bad(f"Search parameter '{full}': '{code}' has different types on the targets")
+        if any(q.index_codes != p.index_codes for q in params):  # only custom definitions can
+            raise _bad(f"Search parameter '{full}': '{code}' is indexed differently on the targets")
         return p
 
     def _has(self, rtype: str, name: str, full: str, raw: str) -> SearchClause | None:
@@ -510,7 +512,7 @@ class _Parser:
             inner.on_types,
             inner.modifier,
             inner.values,
-            inner.index_param,
+            inner.index_params,
             missing=inner.missing,
             chain=inner.chain,
             has=(HasLink(source, ref), *inner.has),

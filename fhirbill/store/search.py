@@ -214,12 +214,17 @@ def _instant_cond(v: DateValue, col: Any) -> ColumnElement[bool]:
     return col >= v.low  # ge
 
 
+def _param_is(t: Any, codes: tuple[str, ...]) -> ColumnElement[bool]:
+    """Index rows of these parameter codes (one, or the parts of a union parameter)."""
+    return t.c.param == codes[0] if len(codes) == 1 else t.c.param.in_(codes)
+
+
 def _rids_matching(clause: SearchClause, types: Sequence[str], correlate: Any = None) -> Select[Any]:
     """rids of resources of `types` whose `clause.param` matches any value (modifiers applied);
     with `correlate`, only the row of that resource alias (for an EXISTS test)."""
     p = clause.param
     t = INDEX_TABLES[p.type].alias()
-    base = select(t.c.rid).where(t.c.res_type.in_(types), t.c.param == clause.index_param)
+    base = select(t.c.rid).where(t.c.res_type.in_(types), _param_is(t, clause.index_params))
     if correlate is not None:
         base = base.where(t.c.rid == correlate.c.rid)
     if clause.missing is not None:
@@ -358,7 +363,7 @@ def _sort_expr(key: SortKey, res_type: str) -> Any:
     t = INDEX_TABLES[p.type].alias()
     col = t.c[_SORT_COLUMN[p.type]]
     agg = func.max(col) if key.descending else func.min(col)
-    sub = select(agg).where(t.c.rid == R.c.rid, t.c.param == p.code).scalar_subquery()
+    sub = select(agg).where(t.c.rid == R.c.rid, _param_is(t, p.index_codes)).scalar_subquery()
     return func.coalesce(sub, _SENTINELS[p.type])
 
 

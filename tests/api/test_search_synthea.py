@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from fhirbill.fhir.billing import PCN_SYSTEM
-from fhirbill.store.tables import resources
+from fhirbill.store.tables import idx_quantity, idx_token, resources
 
 SYNTHEA = sorted((Path(__file__).resolve().parents[1] / "data" / "synthea").glob("*.json"))
 CUTOFF = datetime(2015, 1, 1)
@@ -235,3 +235,74 @@ def test_synthea_bundle_as_a_batch_cannot_resolve_urns(client: Any, server: Any)
     stored = stored_resources(server)
     assert 0 < len(stored) < len(data["entry"])
     assert not any("urn:uuid:" in json.dumps(v) for v in stored.values())
+
+
+def _codes(concept: dict[str, Any] | None) -> set[str]:
+    return {c["code"] for c in (concept or {}).get("coding") or []}
+
+
+def _quantities(obs: dict[str, Any]) -> list[float]:
+    parts = [obs, *(obs.get("component") or [])]
+    return [p["valueQuantity"]["value"] for p in parts if "valueQuantity" in p]
+
+
+def test_combo_parameters_read_the_rows_of_their_parts(client: Any, server: Any) -> None:
+    """Observation `combo-code` is `code | component-code` (and likewise the other combo parameters):
+    it has no index rows of its own, and answers from those two parameters' rows exactly what its
+    own rows would, with every modifier, in totals and in sorting."""
+    for p in SYNTHEA:
+        r = client.post("/fhir", data=p.read_bytes(), headers={"Content-Type": "application/fhir+json"})
+        assert r.status_code == 200, r.json
+    obs = {k.split("/")[1]: v for k, v in stored_resources(server).items() if k.startswith("Observation/")}
+
+    def combo(o: dict[str, Any]) -> set[str]:
+        return _codes(o["code"]).union(*(_codes(c["code"]) for c in o.get("component") or []))
+
+    def expect(pred: Any) -> set[str]:
+        return {i for i, o in obs.items() if pred(o)}
+
+    def got(query: str) -> set[str]:
+        r = client.get(f"/fhir/Observation?{query}&_count=1000&_total=accurate")
+        assert r.status_code == 200, r.json
+        found = [e["resource"]["id"] for e in r.json.get("entry", []) if e["search"]["mode"] == "match"]
+        assert r.json["total"] == len(found) and len(set(found)) == len(found), query
+        return set(found)
+
+    bp = expect(lambda o: "8480-6" in combo(o))
+    assert bp and not expect(lambda o: "8480-6" in _codes(o["code"]))  # only a component code
+    cases = {
+        "combo-code=8480-6": bp,
+        "combo-code=http://loinc.org|8302-2": expect(lambda o: "8302-2" in combo(o)),
+        "combo-code=8480-6,8302-2": expect(lambda o: combo(o) & {"8480-6", "8302-2"}),
+        "combo-code:not=8480-6": set(obs) - bp,
+        "combo-code:missing=false": set(obs),
+        "combo-code:missing=true": set(),
+        "combo-value-quantity=gt100": expect(lambda o: any(v > 100 for v in _quantities(o))),
+        "combo-value-quantity:missing=true": expect(lambda o: not _quantities(o)),
+        "combo-value-concept:missing=false": expect(
+            lambda o: (
+                "valueCodeableConcept" in o
+                or any("valueCodeableConcept" in c for c in o.get("component") or [])
+            )
+        ),
+        "combo-code=8480-6&combo-value-quantity=gt100": expect(
+            lambda o: "8480-6" in combo(o) and any(v > 100 for v in _quantities(o))
+        ),
+    }
+    assert all(0 < len(v) < len(obs) for k, v in cases.items() if not k.startswith("combo-code:missing"))
+    assert {q: got(q) for q in cases} == cases
+    # sorting on a union sorts each Observation on its least (or greatest) code of either part
+    for order, pick in (("combo-code", min), ("-combo-code", max)):
+        r = client.get(f"/fhir/Observation?_sort={order}&_count=1000")
+        keys = [pick(combo(obs[e["resource"]["id"]])) for e in r.json["entry"]]
+        assert keys == sorted(keys, reverse=order.startswith("-")) and len(keys) == len(obs)
+    with server.engine.connect() as conn:
+        own = (
+            conn.execute(
+                select(func.count()).select_from(idx_token).where(idx_token.c.param.like("combo-%"))
+            ).scalar_one()
+            + conn.execute(
+                select(func.count()).select_from(idx_quantity).where(idx_quantity.c.param.like("combo-%"))
+            ).scalar_one()
+        )
+    assert own == 0

@@ -64,7 +64,7 @@ def bad(rtype: str, *pairs: tuple[str, str], **kw: object) -> FHIRError:
 
 def test_token_forms() -> None:
     c = one("Claim", "identifier", "sys|123,|456,sys2|,789")
-    assert c.param.code == "identifier" and c.index_param == "identifier"
+    assert c.param.code == "identifier" and c.index_params == ("identifier",)
     assert c.values == (
         TokenValue("sys", "123"),
         TokenValue(None, "456", no_system=True),
@@ -79,7 +79,7 @@ def test_token_modifiers() -> None:
     c = one("Account", "type:text", "Patient Billing")
     assert c.values == (TextValue("patient billing"),)
     c = one("Patient", "identifier:of-type", "http://terminology.hl7.org/CodeSystem/v2-0203|MR|123")
-    assert c.index_param == "identifier:of-type"
+    assert c.index_params == ("identifier:of-type",)
     assert c.values == (TokenValue("http://terminology.hl7.org/CodeSystem/v2-0203", "MR|123"),)
     bad("Patient", ("identifier:of-type", "MR|123"))
     bad("Patient", ("identifier:of-type", "sys||123"))

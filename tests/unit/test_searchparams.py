@@ -313,3 +313,51 @@ def test_carin_file_is_a_valid_bundle() -> None:
         r = e["resource"]
         assert r["base"] == ["ExplanationOfBenefit"] and r["status"] == "active"
         assert e["fullUrl"] == r["url"]
+
+
+def test_a_union_of_other_parameters_reads_their_rows() -> None:
+    """Observation's combo parameters are exact unions of two others: they get no index rows and
+    search reads their parts' rows; everything else keeps its own."""
+    obs = registry().for_type("Observation")
+    assert {c: p.indexed_as for c, p in obs.items() if p.indexed_as} == {
+        "combo-code": ("code", "component-code"),
+        "combo-data-absent-reason": ("component-data-absent-reason", "data-absent-reason"),
+        "combo-value-concept": ("component-value-concept", "value-concept"),
+        "combo-value-quantity": ("component-value-quantity", "value-quantity"),
+    }
+    combo = obs["combo-code"]
+    assert combo.searchable and not combo.indexed and combo.index_codes == ("code", "component-code")
+    assert "combo-code" not in registry().indexed_for_type("Observation")
+    assert obs["code"].index_codes == ("code",) and obs["code"].indexed
+    assert not any(
+        p.indexed_as
+        for rt in registry().resource_types()
+        if rt != "Observation"
+        for p in registry().for_type(rt).values()
+    )
+
+
+def _custom(code: str, ptype: str, expression: str) -> dict[str, object]:
+    return {
+        "resourceType": "SearchParameter",
+        "url": f"http://example.org/SearchParameter/{code}",
+        "code": code,
+        "base": ["Observation"],
+        "type": ptype,
+        "expression": expression,
+    }
+
+
+def test_only_exact_unions_of_the_same_type_share_rows() -> None:
+    reg = SearchParamRegistry.load(PROFILES)
+    reg.add_definition(_custom("code-or-status", "token", "(Observation.code) | Observation.status"))
+    reg.add_definition(_custom("code-or-site", "token", "Observation.code | Observation.bodySite"))
+    reg.add_definition(_custom("code-as-text", "string", "Observation.code | Observation.component.code"))
+    reg.add_definition(
+        _custom("subject-or-performer", "reference", "Observation.subject | Observation.performer")
+    )
+    obs = reg.for_type("Observation")
+    assert obs["code-or-status"].indexed_as == ("code", "status")
+    assert obs["code-or-site"].indexed  # Observation.bodySite is no parameter's expression
+    assert obs["code-as-text"].indexed  # the parts are tokens
+    assert obs["subject-or-performer"].indexed  # reference rows are never shared
