@@ -172,22 +172,6 @@ def parse_entry(i: int, e: Any) -> Entry:
     )
 
 
-def _rewrite(value: dict[str, Any], mapping: dict[str, str]) -> None:
-    """Replace, in place, every Reference.reference that names a bundle entry's fullUrl by its
-    server id (the entry's resource is this request's own parse; FHIR JSON has no arrays of
-    arrays, so lists hold objects or primitives)."""
-    for k, v in value.items():
-        t = type(v)
-        if t is dict:
-            _rewrite(v, mapping)
-        elif t is list:
-            for x in v:
-                if type(x) is dict:
-                    _rewrite(x, mapping)
-        elif k == "reference" and t is str and v in mapping:
-            value[k] = mapping[v]
-
-
 def _fail(entry: Entry, exc: FHIRError) -> FHIRError:
     """Re-home an entry's error under Bundle.entry[i]."""
     label = _label(entry.index, entry.full_url)
@@ -255,10 +239,8 @@ def _prepare(srv: Server, conn: Connection | None, entries: list[Entry], access:
     _check_overlaps(entries)
     for en in entries:
         if en.resource is not None:
-            if isinstance(en.resource, dict):  # anything else fails validation below
-                _rewrite(en.resource, mapping)
-            try:
-                en.checked = ia.check(srv, en.resource, en.res_type, in_bundle=True)
+            try:  # validation also replaces each reference to a fullUrl by its server id
+                en.checked = ia.check(srv, en.resource, en.res_type, in_bundle=True, rewrite=mapping)
             except FHIRError as exc:
                 raise _fail(en, exc) from None
     for en in entries:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl
@@ -91,10 +92,17 @@ def query_pairs(query: str) -> list[tuple[str, str]]:
 
 
 def check(
-    server: Server, data: Any, res_type: str | None, *, in_bundle: bool = False, root: str | None = None
+    server: Server,
+    data: Any,
+    res_type: str | None,
+    *,
+    in_bundle: bool = False,
+    root: str | None = None,
+    rewrite: Mapping[str, str] | None = None,
 ) -> Checked:
-    """Model and structure validation, then the profiles the resource claims."""
-    checked = validate_resource(data, res_type, in_bundle=in_bundle, root=root)
+    """Model and structure validation (rewriting a transaction's references, see
+    `validate_resource`), then the profiles the resource claims."""
+    checked = validate_resource(data, res_type, in_bundle=in_bundle, root=root, rewrite=rewrite)
     checked.warnings.extend(profile_issues(server, checked.data))
     return checked
 

@@ -16,6 +16,7 @@ model itself; the tests hold the walk to it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -80,9 +81,19 @@ def loc_to_fhirpath(root: str, loc: tuple[Any, ...]) -> str:
 
 
 def validate_resource(
-    data: Any, expected_type: str | None = None, *, in_bundle: bool = False, root: str | None = None
+    data: Any,
+    expected_type: str | None = None,
+    *,
+    in_bundle: bool = False,
+    root: str | None = None,
+    rewrite: Mapping[str, str] | None = None,
 ) -> Checked:
-    """Validate one resource (a parsed JSON object); raise FHIRError 400 listing every problem."""
+    """Validate one resource (a parsed JSON object); raise FHIRError 400 listing every problem.
+
+    With `rewrite` (a transaction's fullUrls and the server ids they became), every `reference`
+    the walk meets that names a fullUrl is replaced in place before it is checked: the walk
+    visits every object of a valid resource, so no second pass is needed.
+    """
     if not isinstance(data, dict):
         raise FHIRError.of(400, "structure", "A FHIR resource must be a JSON object.", root)
     rt = data.get("resourceType")
@@ -102,7 +113,7 @@ def validate_resource(
         )
     shape = _resource_shape(rt)
     assert shape is not None  # every stored type has a model
-    walk = _Walk(in_bundle)
+    walk = _Walk(in_bundle, rewrite)
     walk.element(data, shape, prefix)
     issues.extend(walk.issues)
     if issues:
@@ -157,10 +168,11 @@ def _has_extension(ext: Any) -> bool:
 class _Walk:
     """One pass over a resource's JSON beside its compiled shape, collecting issues and references."""
 
-    __slots__ = ("in_bundle", "issues", "refs")
+    __slots__ = ("in_bundle", "issues", "refs", "rewrite")
 
-    def __init__(self, in_bundle: bool) -> None:
+    def __init__(self, in_bundle: bool, rewrite: Mapping[str, str] | None = None) -> None:
         self.in_bundle = in_bundle
+        self.rewrite = rewrite
         self.issues: list[Issue] = []
         self.refs: list[LocalRef] = []
 
@@ -182,6 +194,10 @@ class _Walk:
         if not data:
             self.fail("structure", f"Empty object at '{path}'.", path)
             return
+        if self.rewrite is not None:
+            ref = data.get("reference")
+            if type(ref) is str and ref in self.rewrite:
+                data["reference"] = self.rewrite[ref]
         fields = shape.fields
         chosen: dict[str, str] | None = None
         for key, value in data.items():
