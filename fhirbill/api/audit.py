@@ -32,10 +32,11 @@ log = logging.getLogger("fhirbill.audit")
 
 def store(conn: Connection, srv: Server, events: Iterable[dict[str, Any]]) -> None:
     """Insert AuditEvents (server-built, so not re-validated) in the caller's transaction."""
-    repo.insert(conn, [_draft(srv, e) for e in events])
+    repo.insert(conn, [draft(srv, e) for e in events])
 
 
-def _draft(srv: Server, event: dict[str, Any]) -> repo.Draft:
+def draft(srv: Server, event: dict[str, Any]) -> repo.Draft:
+    """An AuditEvent ready to insert with other new resources (see `repo.insert`)."""
     return repo.draft(event, new_id(), srv.indexer, srv.engine.dialect)
 
 
@@ -61,7 +62,7 @@ class AuditBuffer:
 
     def put(self, event: dict[str, Any]) -> None:
         """Record one event: queued, and written with its batch."""
-        item = _draft(self.srv, event)
+        item = draft(self.srv, event)
         now = time.monotonic()
         with self._lock:
             if not self._pending:

@@ -27,6 +27,8 @@ from fhirbill.fhir.validation import ID_RE, Checked
 from fhirbill.store import resources as repo
 from fhirbill.store.db import read_tx, write_tx
 
+# Builds a transaction's AuditEvent from what it writes (Type/id references); None: no audit.
+Audit = Callable[[list[str]], repo.Draft | None]
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
@@ -63,12 +65,12 @@ def process(
     *,
     strict: bool = False,
     access: Access | None = None,
-    on_commit: Callable[[Connection, list[str]], None] | None = None,
+    audit: Audit | None = None,
 ) -> dict[str, Any]:
     """Run a batch or transaction Bundle and return the response Bundle.
 
-    `on_commit(conn, references)` runs inside a successful transaction's database transaction,
-    with what it wrote, so that its AuditEvent commits with the data (or not at all).
+    A transaction stores what `audit(references)` returns (its AuditEvent, given what it writes)
+    with its data, so that the event commits with the data or not at all.
     """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FHIRError.of(
@@ -96,7 +98,7 @@ def process(
         )
     if kind == "transaction":
         entries = [parse_entry(i, e) for i, e in enumerate(raw)]
-        return transaction(srv, entries, access, on_commit)
+        return transaction(srv, entries, access, audit)
     return batch(srv, raw, strict, access)
 
 
@@ -191,26 +193,24 @@ def _fail(entry: Entry, exc: FHIRError) -> FHIRError:
 
 
 def transaction(
-    srv: Server,
-    entries: list[Entry],
-    access: Access | None = None,
-    on_commit: Callable[[Connection, list[str]], None] | None = None,
+    srv: Server, entries: list[Entry], access: Access | None = None, audit: Audit | None = None
 ) -> dict[str, Any]:
     """All or nothing, in one database transaction.
 
     Without conditional entries every id is known before anything is read, so the CPU work
-    (reference rewriting, validation, new resources' documents and index rows) runs before the
-    write transaction: on SQLite, where writers queue for one lock, it then overlaps with other
-    requests' writes instead of holding the lock.
+    (reference rewriting, validation, new resources' documents and index rows, the AuditEvent)
+    runs before the write transaction: on SQLite, where writers queue for one lock, it then
+    overlaps with other requests' writes instead of holding the lock.
     """
     if any(_conditional(en) for en in entries):
         with write_tx(srv.engine) as conn:
             _prepare(srv, conn, entries, access)
-            _write(srv, conn, entries, access, on_commit)
+            _write(srv, conn, entries, access, audit)
     else:
         _prepare(srv, None, entries, access)
+        event = _event(entries, audit)
         with write_tx(srv.engine) as conn:
-            _write(srv, conn, entries, access, on_commit)
+            _write(srv, conn, entries, access, audit, event)
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": [en.result for en in entries]}
 
 
@@ -253,14 +253,37 @@ def _prepare(srv: Server, conn: Connection | None, entries: list[Entry], access:
             en.draft = ia.draft(srv, en.checked, en.target_id)
 
 
+def _event(entries: list[Entry], audit: Audit | None) -> repo.Draft | None:
+    """The AuditEvent of a transaction whose every entity is known before it runs (a conditional
+    DELETE's is not): built before the write lock and inserted with the data."""
+    touched = [_entity(en) for en in entries]
+    if audit is None or None in touched:
+        return None
+    return audit([t for t in touched if t])
+
+
+def _entity(en: Entry) -> str | None:
+    """What an entry reads or writes, for the AuditEvent: `Type/id`, or `Type` for a search; ''
+    for a conditional DELETE that matched nothing, None for one that has not run yet."""
+    if en.method in ("GET", "HEAD") and en.res_id is None:
+        return en.res_type
+    res_id = en.target_id or en.res_id
+    if res_id is None and en.outcome is not None:
+        return f"{en.res_type}/{en.outcome.stored.res_id}" if en.outcome.stored is not None else ""
+    return f"{en.res_type}/{res_id}" if res_id else None
+
+
 def _write(
     srv: Server,
     conn: Connection,
     entries: list[Entry],
     access: Access | None,
-    on_commit: Callable[[Connection, list[str]], None] | None,
+    audit: Audit | None,
+    event: repo.Draft | None = None,
 ) -> None:
-    """Run the entries in FHIR's order (DELETE, POST, PUT/PATCH, GET), then check references."""
+    """Run the entries in FHIR's order (DELETE, POST, PUT/PATCH, GET), then check references.
+
+    The AuditEvent goes in with the new resources when it was built (`event`), else last."""
     deferred = ia.Deferred()
     ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
     for en in ordered:
@@ -268,7 +291,8 @@ def _write(
             _run(srv, conn, en, deferred, access)
     # Every new resource at once, in a few multi-row statements: their ids are all new.
     creates = [(en, en.draft) for en in ordered if en.draft is not None]
-    stored = repo.insert(conn, [d for _, d in creates], method="POST")
+    drafts = [d for _, d in creates] + ([event] if event is not None else [])
+    stored = repo.insert(conn, drafts, method="POST")[: len(creates)]
     for (en, _), new in zip(creates, stored, strict=True):
         assert en.checked is not None
         deferred.add(en.checked, (new.res_type, new.res_id), str(en.index))
@@ -289,10 +313,10 @@ def _write(
                 ia.resolve_refs(conn, [ref], None)
             except FHIRError as exc:
                 raise _fail(by_index[int(prefix)], exc) from None
-    if on_commit is not None:
-        on_commit(
-            conn, [f"{en.res_type}/{en.target_id or en.res_id}" for en in entries if en.method != "GET"]
-        )
+    if audit is not None and event is None:
+        late = audit([t for t in (_entity(en) for en in entries) if t])
+        if late is not None:
+            repo.insert(conn, [late])
 
 
 def _run(srv: Server, conn: Connection, en: Entry, deferred: ia.Deferred, access: Access | None) -> None:

@@ -36,6 +36,7 @@ from fhirbill.fhir.capability import capability_statement
 from fhirbill.fhir.errors import FHIRError, Issue, outcome
 from fhirbill.fhir.registry import is_resource_type
 from fhirbill.fhir.validation import parse_json
+from fhirbill.store import resources as repo
 from fhirbill.store.db import read_tx, write_tx
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
@@ -132,11 +133,18 @@ def _note(subtype: str, *entities: str, action: str | None = None) -> None:
 
 def _audit_in(conn: Connection, status: int) -> None:
     """Store the AuditEvent of a successful write inside the write's transaction."""
+    event = _audit_draft(status)
+    if event is not None:
+        repo.insert(conn, [event])
+        g.audited = True
+
+
+def _audit_draft(status: int) -> repo.Draft | None:
+    """This request's AuditEvent, ready to insert with the data it records (None: no audit)."""
     if g.get("audit") is None:
-        return
+        return None
     action, subtype, entities = g.audit
-    audit.store(conn, server(), [_event(access().principal, action, subtype, entities, status)])
-    g.audited = True
+    return audit.draft(server(), _event(access().principal, action, subtype, entities, status))
 
 
 def _type(rt: str) -> str:
@@ -206,13 +214,15 @@ def bundle() -> Response:
     subtype = "transaction" if kind == "transaction" else "batch"  # never a client's string
     _note(subtype, action="E")
 
-    def audit_with_data(conn: Connection, touched: list[str]) -> None:
+    def audit_with_data(touched: list[str]) -> repo.Draft | None:
         _note(subtype, *touched, action="E")
-        _audit_in(conn, 200)
+        return _audit_draft(200)
 
     result = bundles.process(
-        srv, body, strict=prefer("handling") == "strict", access=access(), on_commit=audit_with_data
+        srv, body, strict=prefer("handling") == "strict", access=access(), audit=audit_with_data
     )
+    if subtype == "transaction" and g.get("audit") is not None:
+        g.audited = True  # its AuditEvent committed with its data
     return fhir_response(result)
 
 

@@ -12,7 +12,7 @@ import pytest
 from helpers import DATA, FHIR_JSON, load
 from sqlalchemy import func, insert, select
 
-from fhirbill.api import bundles
+from fhirbill.api import audit, bundles
 from fhirbill.api import interactions as ia
 from fhirbill.store.tables import INDEX_TABLES, create_guards, resource_versions, resources
 
@@ -268,7 +268,7 @@ def test_references_to_resources_the_transaction_writes_need_no_lookup(
 
 def _timeline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     events: list[str] = []
-    real_tx, real_check, real_draft = bundles.write_tx, ia.check, ia.draft
+    real_tx, real_check, real_draft, real_event = bundles.write_tx, ia.check, ia.draft, audit.draft
 
     @contextmanager
     def write_tx(engine: Any) -> Any:
@@ -285,14 +285,22 @@ def _timeline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         events.append("draft")
         return real_draft(*a, **k)
 
+    def event(*a: Any, **k: Any) -> Any:
+        events.append("audit")
+        return real_event(*a, **k)
+
     monkeypatch.setattr(bundles, "write_tx", write_tx)
     monkeypatch.setattr(ia, "check", check)
     monkeypatch.setattr(ia, "draft", draft)
+    monkeypatch.setattr(audit, "draft", event)
     return events
 
 
-def test_cpu_work_runs_before_the_write_transaction(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Validation and drafting (index rows) happen before the write lock is taken."""
+def test_cpu_work_runs_before_the_write_transaction(
+    app: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation, drafting (index rows) and the AuditEvent happen before the write lock is taken."""
+    app.config["FHIRBILL_AUDIT"] = True
     events = _timeline(monkeypatch)
     entries = [post_entry({"resourceType": "Patient", "name": [{"family": f"T{i}"}]}) for i in range(3)]
     entries.append(
@@ -303,19 +311,20 @@ def test_cpu_work_runs_before_the_write_transaction(client: Any, monkeypatch: py
     )
     r = client.post("/fhir", json=bundle(entries), headers=FHIR_JSON)
     assert r.status_code == 200, r.json
-    assert events == ["check"] * 4 + ["draft"] * 3 + ["begin", "commit"]
+    assert events == ["check"] * 4 + ["draft"] * 3 + ["audit", "begin", "commit"]
 
 
 def test_conditional_entries_are_planned_inside_the_write_transaction(
-    client: Any, monkeypatch: pytest.MonkeyPatch
+    app: Any, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An ifNoneExist decides ids, so rewriting and validation wait for the transaction."""
+    app.config["FHIRBILL_AUDIT"] = True
     events = _timeline(monkeypatch)
     entries = [post_entry({"resourceType": "Patient", "name": [{"family": "T"}]}) for _ in range(2)]
     entries[0]["request"]["ifNoneExist"] = "name=T"
     r = client.post("/fhir", json=bundle(entries), headers=FHIR_JSON)
     assert r.status_code == 200, r.json
-    assert events == ["begin", "check", "check", "draft", "draft", "commit"]
+    assert events == ["begin", "check", "check", "draft", "draft", "audit", "commit"]
 
 
 def test_an_entry_resource_that_is_not_an_object_is_400(client: Any, server: Any) -> None:

@@ -206,6 +206,30 @@ def test_batch_and_transaction(billing_data: Live, clerk: tuple[str, str], kind:
     check_client(ev, cid)
 
 
+def test_a_transaction_event_names_all_it_touched(billing_data: Live, clerk: tuple[str, str]) -> None:
+    """Reads by id, searches (by type), new resources by their server ids, and what a conditional
+    DELETE removed, resolved when it ran (one that matched nothing names nothing)."""
+    _, token = clerk
+    tag = {"system": "urn:test:audit", "value": "to-delete"}
+    acct = {"resourceType": "Account", "status": "active", "subject": [{"reference": "Patient/pat-a"}]}
+    r = fhir(billing_data, "POST", "Account", token, json={**acct, "identifier": [tag]})
+    assert r.status_code == 201, r.text
+    gone = r.json()["id"]
+    entries = [
+        {"request": {"method": "GET", "url": "Claim/claim-a"}},
+        {"request": {"method": "GET", "url": "Coverage?beneficiary=Patient/pat-a"}},
+        {"request": {"method": "POST", "url": "Account"}, "resource": acct},
+        {"request": {"method": "DELETE", "url": "Account?identifier=urn:test:audit|to-delete"}},
+        {"request": {"method": "DELETE", "url": "Account?identifier=urn:test:audit|nothing"}},
+    ]
+    b = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    r, ev = one_event(billing_data, lambda: fhir(billing_data, "POST", "", token, json=b))
+    assert r.status_code == 200, r.text
+    check_rest(ev, "transaction", "E", "0")
+    created = r.json()["entry"][2]["response"]["location"].split("/_history")[0]
+    assert sorted(refs(ev)) == sorted(["Claim/claim-a", "Coverage", created, f"Account/{gone}"])
+
+
 def test_refusals_are_audited(billing_data: Live, alice_app: tuple[str, str]) -> None:
     cid, token = alice_app
     r, ev = one_event(billing_data, lambda: fhir(billing_data, "GET", "Claim/claim-b", token))
