@@ -27,7 +27,7 @@ from fhirbill.fhir.validation import ID_RE, Checked
 from fhirbill.store import resources as repo
 from fhirbill.store.db import read_tx, write_tx
 
-# Builds a transaction's AuditEvent from what it writes (Type/id references); None: no audit.
+# Builds a transaction's AuditEvent from what it reads and writes (see `_entity`); None: no audit.
 Audit = Callable[[list[str]], repo.Draft | None]
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
@@ -69,8 +69,8 @@ def process(
 ) -> dict[str, Any]:
     """Run a batch or transaction Bundle and return the response Bundle.
 
-    A transaction stores what `audit(references)` returns (its AuditEvent, given what it writes)
-    with its data, so that the event commits with the data or not at all.
+    A transaction stores what `audit(entities)` returns (its AuditEvent, given what it reads and
+    writes) with its data, so that the event commits with the data or not at all.
     """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FHIRError.of(
