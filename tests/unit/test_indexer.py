@@ -150,6 +150,32 @@ def test_chargeitem_number_quantity_and_periods_with_zones() -> None:
     assert code_row[2] == "01510" and code_row[3] is not None and "fur beobachtung" in code_row[3]
 
 
+def test_concept_text_gets_a_row_only_when_no_display_carries_it() -> None:
+    """`:text` matches a coding's display or the concept's text; a text equal (once
+    normalised) to a display of the same concept adds no row, any other text does."""
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {
+            "coding": [{"system": "http://loinc.org", "code": "8302-2", "display": "Body Height"}],
+            "text": "body height",
+        },
+        "category": [
+            {
+                "coding": [{"system": "http://example.org/c", "code": "v", "display": "Vital"}],
+                "text": "Vital signs",
+            }
+        ],
+    }
+    rows = rows_of(obs)
+    assert [r for r in rows.token if r[0] == "code"] == [
+        ("code", "http://loinc.org", "8302-2", "body height")
+    ]
+    assert ("category", None, None, "vital signs") in rows.token
+    obs["code"]["text"] = "Height"
+    assert ("code", None, None, "height") in rows_of(obs).token
+
+
 def test_invoice_money() -> None:
     rows = rows_of(load("fhir-r4-examples/Invoice-example.json"))
     assert ("totalnet", "urn:iso:std:iso:4217", "EUR", Decimal("40")) in rows.quantity
