@@ -81,6 +81,27 @@ def test_drafts_carry_their_index_rows_and_insert_stamps_last_updated(server: An
     assert s.last_updated.year == 2030 and '"lastUpdated":"2030-' in (s.content or "")
 
 
+def test_index_rows_read_back_as_the_indexer_made_them(server: Any) -> None:
+    """Drafts convert index values for the driver themselves (dates to text on SQLite, values
+    cut to their column); read back through SQLAlchemy's own types, they are what the indexer
+    made, apart from the cut."""
+    long_code = "x" * 300
+    data = patient(8, birthDate="1990-05-06", deceasedDateTime="2020-02-29T23:59:58.123+02:00")
+    data["identifier"].append({"system": "urn:test:long", "value": long_code})
+    d = repo.draft(data, "d2", server.indexer, server.engine.dialect)
+    made = server.indexer(d.doc)
+    with write_tx(server.engine) as conn:
+        [s] = repo.insert(conn, [d])
+    dt, tok = INDEX_TABLES["date"], INDEX_TABLES["token"]
+    with server.engine.connect() as conn:
+        dates = conn.execute(select(dt.c.param, dt.c.low, dt.c.high).where(dt.c.rid == s.rid)).all()
+        codes = conn.scalars(
+            select(tok.c.code).where(tok.c.rid == s.rid, tok.c.system == "urn:test:long")
+        ).all()
+    assert sorted(tuple(r) for r in dates) == sorted(made["date"]) and len(dates) == 2
+    assert codes == [long_code[:255]]
+
+
 def test_no_indexed_parameter_reads_last_updated(server: Any) -> None:
     """Drafts compute index rows before the write transaction stamps meta.lastUpdated, which is
     right only while no index row depends on it (_lastUpdated is a column of `resources`)."""
