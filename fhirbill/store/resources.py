@@ -285,7 +285,7 @@ def _too_long(rows: list[tuple[Any, ...]], cuts: tuple[tuple[int, int], ...]) ->
     for r in rows:
         for i, n in cuts:
             v = r[i]
-            if v is not None and len(v) > n:
+            if type(v) is str and len(v) > n:
                 return True
     return False
 
@@ -293,7 +293,7 @@ def _too_long(rows: list[tuple[Any, ...]], cuts: tuple[tuple[int, int], ...]) ->
 def _cut(row: tuple[Any, ...], cuts: tuple[tuple[int, int], ...]) -> tuple[Any, ...]:
     values = list(row)
     for i, n in cuts:
-        if values[i] is not None:
+        if type(values[i]) is str:
             values[i] = values[i][:n]
     return tuple(values)
 
