@@ -6,6 +6,7 @@ import copy
 import itertools
 import json
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bench.harness import ROOT, BenchError, Http, Result, measure, pg_analyze
+from bench.harness import ROOT, BenchError, Http, Result, measure, pg_analyze, server_cpu
 from fhirbill.fhir.billing import PCN_SYSTEM
 
 # All 12 Synthea records when ../shared is beside the checkout, else the two the tests carry.
@@ -60,6 +61,7 @@ def merged(a: Result | None, b: Result) -> Result:
         a.latencies + b.latencies,
         a.errors + b.errors,
         max(a.drain, b.drain),
+        a.cpu + b.cpu,
     )
 
 
@@ -206,18 +208,31 @@ def _outcome_summary(data: bytes) -> str:
 
 # A connection per bundle: on a kept-alive connection every bundle goes to the worker that
 # accepted it, and whether both clients' connections landed on one worker (one core for two)
-# was a coin toss that moved the figure by half. A new connection goes to a worker that is free.
+# was a coin toss that moved the figure by half. A new connection mostly goes to a worker that is
+# free, though not always: gthread workers accept while busy, and timed in the server, both
+# bundles ran in one worker for 6-32% of a pass.
 BUNDLE_HEADERS = {"Content-Type": FHIR_JSON, "Connection": "close"}
 
 
-def transactions(fb: Http, floor: Http, db: str, seconds: float, passes: int = 8) -> list[Row]:
+def transactions(
+    fb: Http,
+    floor: Http,
+    db: str,
+    seconds: float,
+    passes: int = 8,
+    servers: tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]] | None = None,
+) -> list[Row]:
     """Every Synthea bundle `passes` times through POST /fhir, against the floor's one-transaction
     insert. One pass is a quarter of a second or less on the floor, too short to measure on a
     shared machine: over four runs on SQLite, the floor's figure ranged from 10,400 to 16,600
     resources/s with 3 passes, from 13,500 to 14,200 with 8. The bundles only POST (no conditional
     entries), so each pass stores a fresh copy. The apps take turns pass by pass, in alternating
     order, so that both see the machine (and a database of the same size) alike: measured one
-    after the other, the ratio moved with the machine."""
+    after the other, the ratio moved with the machine.
+
+    With `servers` (fhirbill's and the floor's, as `start` returned them), each side's figure also
+    carries the CPU its own processes spent: throughput moves with how busy the shared machine is,
+    CPU per resource much less."""
     bundles = synthea_bundles()
     if not bundles:
         return []
@@ -237,11 +252,17 @@ def transactions(fb: Http, floor: Http, db: str, seconds: float, passes: int = 8
         return fn
 
     budget = max(seconds * 2, 15)
-    apps = [(fb, "/fhir"), (floor, "/bundle")]
+    apps = [
+        (fb, "/fhir", servers[0] if servers else None),
+        (floor, "/bundle", servers[1] if servers else None),
+    ]
     got: dict[str, Result] = {}
     for i in range(passes):
-        for client, path in apps if i % 2 == 0 else apps[::-1]:
-            got[path] = merged(got.get(path), measure(post(client, path), 2, budget, len(bundles)))
+        for client, path, proc in apps if i % 2 == 0 else apps[::-1]:
+            cpu = server_cpu(proc) if proc else 0.0
+            res = measure(post(client, path), 2, budget, len(bundles))
+            res.cpu = server_cpu(proc) - cpu if proc else 0.0
+            got[path] = merged(got.get(path), res)
     res_fb, res_floor = got["/fhir"], got["/bundle"]
     op = f"Synthea transactions ({res_fb.ops}/{len(bundles) * passes} bundles: {passes} passes, 2 clients)"
     return [Row("transaction", db, op, "resources/s", res_fb, res_floor, ">= 0.3")]

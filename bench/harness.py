@@ -38,6 +38,7 @@ class Result:
     latencies: list[float] = field(default_factory=list, repr=False)
     errors: list[str] = field(default_factory=list)
     drain: float = 0.0  # seconds the machine kept working after the last response (see settle)
+    cpu: float = 0.0  # CPU seconds the server's own processes spent, drain included (see server_cpu)
 
     @property
     def rate(self) -> float:
@@ -50,6 +51,11 @@ class Result:
             return float("nan")
         s = sorted(self.latencies)
         return s[min(len(s) - 1, int(q * len(s)))] * 1000
+
+    @property
+    def cpu_per_unit(self) -> float | None:
+        """Server CPU microseconds per unit, where the server's CPU was measured."""
+        return self.cpu / self.units * 1e6 if self.cpu and self.units else None
 
     @property
     def p50(self) -> float:
@@ -280,6 +286,22 @@ def settle(timeout: float = 60.0) -> float:
         quiet = quiet + 1 if now - last <= 5 else 0  # at most ~10% of one core
         last = now
     return max(0.0, time.monotonic() - start - 0.5)
+
+
+def server_cpu(proc: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user and system) spent so far by a server started by `start`: the live
+    processes of its group, the gunicorn master and its workers. A database server's own
+    processes (PostgreSQL's backends) are not in the group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == proc.pid:  # pgrp: `start` makes each server a session leader
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def gunicorn_args(app: str, port: int, workers: int, threads: int) -> list[str]:

@@ -99,7 +99,7 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> tuple[list[
         rows += core.rest_core(servers, fl, label, args.threads, args.seconds, args.creates, analyze)
         if not args.skip_transactions:
             print(f"[{label}] Synthea transactions ...", flush=True)
-            rows += core.transactions(fb, fl, label, args.seconds)
+            rows += core.transactions(fb, fl, label, args.seconds, servers=(procs[0], procs[1]))
         if args.scale:
             print(
                 f"[{label}] bulk-loading {args.scale_n:,} Claims and EOBs for search at scale ...", flush=True
@@ -116,6 +116,14 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> tuple[list[
                 notes.append(
                     f"{label} {row.op}: the machine stayed busy {row.fb.drain:.1f} s after the last "
                     "response (deferred work such as batched AuditEvents, WAL checkpoints or autovacuum; not in the figure)"
+                )
+            if row.floor and row.fb.cpu_per_unit and row.floor.cpu_per_unit:
+                notes.append(
+                    f"{label} {row.op}: server CPU per resource (the apps' own processes"
+                    f"{', not PostgreSQL' if kind == 'postgresql' else ''}): fhirbill "
+                    f"{row.fb.cpu_per_unit:,.0f} us, floor {row.floor.cpu_per_unit:,.0f} us "
+                    f"(ratio {row.floor.cpu_per_unit / row.fb.cpu_per_unit:.2f}); cores busy: fhirbill "
+                    f"{row.fb.cpu / row.fb.seconds:.2f}, floor {row.floor.cpu / row.floor.seconds:.2f}"
                 )
             notes += [f"{label} {row.op}: {e}" for e in sorted(set(row.fb.errors))[:5]]
             if row.floor:
